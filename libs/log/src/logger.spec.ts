@@ -1,0 +1,49 @@
+import { describe, expect, it } from '@jest/globals';
+import { Writable } from 'node:stream';
+import { createLogger, requestLogger } from './logger';
+
+function capture(): { stream: Writable; lines: () => Array<Record<string, unknown>> } {
+  const chunks: string[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, done) {
+      chunks.push(String(chunk));
+      done();
+    },
+  });
+  return { stream, lines: () => chunks.join('').trim().split('\n').map((l) => JSON.parse(l)) };
+}
+
+describe('createLogger', () => {
+  it('writes JSON lines naming the service, and hides passphrases and tokens at any depth', () => {
+    const out = capture();
+    const log = createLogger('backup', { destination: out.stream, level: 'info' });
+    log.info(
+      { passphrase: 'hunter2', job: { target: '/backups', passphrase: 'hunter2' }, untrusted: { auth: { token: 'abc' } } },
+      'backup started',
+    );
+    const [line] = out.lines();
+    expect(line).toMatchObject({ service: 'backup', msg: 'backup started', level: 30 });
+    expect(JSON.stringify(line)).not.toContain('hunter2');
+    expect(JSON.stringify(line)).not.toContain('abc');
+    expect(line?.['job']).toEqual({ target: '/backups', passphrase: '[redacted]' });
+  });
+
+  it('binds a child logger to one request id and subject, and serialises errors with their stack', () => {
+    const out = capture();
+    const root = createLogger('vm-registry', { destination: out.stream });
+    const log = requestLogger(root, { reqId: 'r-1', subject: 'qubes.api.dom0.admin.vm.List' });
+    log.error({ err: new Error('disk full') }, 'save failed');
+    const [line] = out.lines();
+    expect(line).toMatchObject({ reqId: 'r-1', subject: 'qubes.api.dom0.admin.vm.List', service: 'vm-registry' });
+    expect(line?.['err']).toMatchObject({ type: 'Error', message: 'disk full' });
+    expect(String((line?.['err'] as { stack: string }).stack)).toContain('logger.spec.ts');
+  });
+
+  it('honours the level', () => {
+    const out = capture();
+    const log = createLogger('qvm', { destination: out.stream, level: 'warn' });
+    log.info('hidden');
+    log.warn('shown');
+    expect(out.lines().map((l) => l['msg'])).toEqual(['shown']);
+  });
+});
