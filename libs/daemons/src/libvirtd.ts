@@ -1,0 +1,252 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { findBinary, requireBinary } from './binaries';
+import { canConnect, pidAlive, terminate, terminatePid, waitFor } from './process';
+
+const execFileAsync = promisify(execFile);
+
+/**
+ * `qemu`: real QEMU domains (type `qemu`, TCG). Its state paths under /run/libvirt and
+ * /var/lib/libvirt are fixed, so one such daemon serves the whole machine: every user takes a
+ * lease on it, and the last one to let go stops it.
+ * `test`: libvirt's test driver, in a private daemon per caller; fast, no guests, no hot-plug.
+ */
+export const LibvirtDriver = { Qemu: 'qemu', Test: 'test' } as const;
+export type LibvirtDriver = (typeof LibvirtDriver)[keyof typeof LibvirtDriver];
+
+export interface Libvirtd {
+  readonly uri: string;
+  readonly driver: LibvirtDriver;
+  /** Lets go of the daemon (stops it if this was its last user). */
+  stop(): Promise<void>;
+}
+
+export interface LibvirtdOptions {
+  /** Default: `qemu` where QEMU is installed, else `test`. */
+  driver?: LibvirtDriver;
+  /** `test` driver only: where its socket and log go (default: a new temporary directory). */
+  dir?: string;
+  /** `qemu` driver only: the machine-wide directory of the shared daemon. */
+  sharedDir?: string;
+}
+
+export function defaultLibvirtDriver(): LibvirtDriver {
+  return findBinary('qemu-system-x86_64') !== null ? LibvirtDriver.Qemu : LibvirtDriver.Test;
+}
+
+export async function startLibvirtd(options: LibvirtdOptions = {}): Promise<Libvirtd> {
+  const driver = options.driver ?? defaultLibvirtDriver();
+  return driver === LibvirtDriver.Qemu
+    ? acquireSharedQemuDaemon(options.sharedDir ?? process.env['QUBES_LIBVIRTD_DIR'] ?? path.join(tmpdir(), 'qubes-bus-libvirtd'))
+    : startTestDriverDaemon(options.dir ?? mkdtempSync(path.join(tmpdir(), 'qubes-bus-libvirt-test-')));
+}
+
+function daemonConfig(socketDir: string): string {
+  return [
+    `unix_sock_dir = ${JSON.stringify(socketDir)}`,
+    'auth_unix_rw = "none"',
+    'auth_unix_ro = "none"',
+    'unix_sock_rw_perms = "0770"',
+    // errors only: libvirtd complains at length about the missing dbus, dnsmasq and /dev/kvm
+    'log_outputs = "3:stderr"',
+    '',
+  ].join('\n');
+}
+
+async function virshWorks(uri: string): Promise<boolean> {
+  try {
+    await execFileAsync(requireBinary('virsh', 'to talk to libvirtd'), ['-c', uri, 'uri'], { timeout: 60_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test driver: a private daemon. Its `test:///default` state lives only while a client is
+// connected, so a keeper connection (an idle interactive virsh) holds it for the daemon's life.
+
+async function startTestDriverDaemon(dir: string): Promise<Libvirtd> {
+  const libvirtd = requireBinary('libvirtd', 'to run a private libvirt daemon');
+  const virsh = requireBinary('virsh', 'to talk to libvirtd');
+  mkdirSync(path.join(dir, 'no-drivers'), { recursive: true });
+  const conf = path.join(dir, 'libvirtd.conf');
+  writeFileSync(conf, daemonConfig(dir));
+  const logFd = openSync(path.join(dir, 'libvirtd.log'), 'a');
+  const daemon = spawn(libvirtd, ['-f', conf, '-p', path.join(dir, 'libvirtd.pid')], {
+    stdio: ['ignore', logFd, logFd],
+    // No driver modules: only the built-in test driver answers.
+    env: { ...process.env, LIBVIRT_DRIVER_DIR: path.join(dir, 'no-drivers') },
+  });
+  closeSync(logFd);
+  const socket = path.join(dir, 'libvirt-sock');
+  const uri = `test+unix:///default?socket=${socket}`;
+  let keeper: ChildProcess | undefined;
+  const killAll = (): void => {
+    keeper?.kill('SIGKILL');
+    daemon.kill('SIGKILL');
+  };
+  process.once('exit', killAll);
+  try {
+    await waitFor('the test-driver libvirtd socket', async () => {
+      if (daemon.exitCode !== null) throw new Error(`libvirtd exited (${daemon.exitCode}); see ${dir}/libvirtd.log`);
+      return (await canConnect(socket)) ? true : undefined;
+    });
+    keeper = spawn(virsh, ['-c', uri], { stdio: ['pipe', 'ignore', 'ignore'] });
+    await waitFor('the libvirt test driver', async () => ((await virshWorks(uri)) ? true : undefined));
+  } catch (err) {
+    killAll();
+    throw err;
+  }
+  return {
+    uri,
+    driver: LibvirtDriver.Test,
+    async stop() {
+      process.removeListener('exit', killAll);
+      if (keeper !== undefined) {
+        keeper.stdin?.end();
+        await terminate(keeper, 'SIGTERM', 1_000);
+      }
+      await terminate(daemon);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The QEMU driver: one detached daemon per machine under `tini -s` (it reaps QEMU processes at
+// once; without it each destroy takes ~1.5 s), with virtlogd, shared through lease files.
+
+const VIRTLOGD_SOCKET = '/run/libvirt/virtlogd-sock';
+
+async function acquireSharedQemuDaemon(sharedDir: string): Promise<Libvirtd> {
+  const socket = path.join(sharedDir, 'libvirt-sock');
+  const uri = `qemu:///system?socket=${socket}`;
+  const leases = path.join(sharedDir, 'leases');
+  mkdirSync(leases, { recursive: true });
+  const lease = path.join(leases, `${process.pid}.${Math.random().toString(36).slice(2)}`);
+
+  await withDirLock(sharedDir, async () => {
+    pruneDeadLeases(leases);
+    const running = readPid(path.join(sharedDir, 'tini.pid'));
+    if (running === null || !pidAlive(running) || !(await canConnect(socket))) {
+      await launchQemuDaemon(sharedDir, uri);
+    }
+    writeFileSync(lease, String(process.pid));
+  });
+  const dropLease = (): void => rmSync(lease, { force: true });
+  process.once('exit', dropLease);
+
+  return {
+    uri,
+    driver: LibvirtDriver.Qemu,
+    async stop() {
+      process.removeListener('exit', dropLease);
+      await withDirLock(sharedDir, async () => {
+        dropLease();
+        pruneDeadLeases(leases);
+        if (readdirSync(leases).length > 0) return;
+        const tini = readPid(path.join(sharedDir, 'tini.pid'));
+        if (tini !== null) await terminatePid(tini, 'SIGTERM', 10_000);
+        const virtlogd = readPid(path.join(sharedDir, 'virtlogd.pid'));
+        if (virtlogd !== null) await terminatePid(virtlogd);
+        rmSync(path.join(sharedDir, 'tini.pid'), { force: true });
+        rmSync(path.join(sharedDir, 'virtlogd.pid'), { force: true });
+      });
+    },
+  };
+}
+
+async function launchQemuDaemon(sharedDir: string, uri: string): Promise<void> {
+  const libvirtd = requireBinary('libvirtd', 'to run QEMU domains');
+  const tini = requireBinary('tini', 'to reap QEMU processes under libvirtd');
+  requireBinary('qemu-system-x86_64', 'to run QEMU domains');
+  requireBinary('virsh', 'to talk to libvirtd');
+
+  if (!(await canConnect(VIRTLOGD_SOCKET))) {
+    const virtlogd = requireBinary('virtlogd', 'to collect QEMU logs');
+    const conf = path.join(sharedDir, 'virtlogd.conf');
+    writeFileSync(conf, 'log_outputs = "3:stderr"\n');
+    const pid = spawnDetached(virtlogd, ['-f', conf], path.join(sharedDir, 'virtlogd.log'));
+    writeFileSync(path.join(sharedDir, 'virtlogd.pid'), String(pid));
+    await waitFor('virtlogd', async () => ((await canConnect(VIRTLOGD_SOCKET)) ? true : undefined));
+  }
+
+  const conf = path.join(sharedDir, 'libvirtd.conf');
+  writeFileSync(conf, daemonConfig(sharedDir));
+  const pid = spawnDetached(
+    tini,
+    ['-s', '--', libvirtd, '-f', conf, '-p', path.join(sharedDir, 'libvirtd.pid')],
+    path.join(sharedDir, 'libvirtd.log'),
+  );
+  writeFileSync(path.join(sharedDir, 'tini.pid'), String(pid));
+  // The first connection after installation probes QEMU's capabilities (~7 s here).
+  await waitFor(
+    `libvirtd (QEMU driver; log in ${sharedDir}/libvirtd.log)`,
+    async () => {
+      if (!pidAlive(pid)) throw new Error(`libvirtd exited; see ${sharedDir}/libvirtd.log`);
+      return (await canConnect(path.join(sharedDir, 'libvirt-sock'))) && (await virshWorks(uri)) ? true : undefined;
+    },
+    { timeoutMs: 90_000, intervalMs: 100 },
+  );
+}
+
+function spawnDetached(binary: string, args: string[], logPath: string): number {
+  const logFd = openSync(logPath, 'a');
+  const child = spawn(binary, args, { detached: true, stdio: ['ignore', logFd, logFd] });
+  closeSync(logFd);
+  child.unref();
+  if (child.pid === undefined) throw new Error(`could not start ${binary}`);
+  return child.pid;
+}
+
+function readPid(file: string): number | null {
+  try {
+    const pid = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+function pruneDeadLeases(leases: string): void {
+  for (const name of readdirSync(leases)) {
+    const pid = Number(name.split('.')[0]);
+    if (!pidAlive(pid)) rmSync(path.join(leases, name), { force: true });
+  }
+}
+
+/**
+ * A lock between processes over a short critical section: `mkdir` is atomic; the holder's pid
+ * inside lets a later process break the lock of one that died holding it.
+ */
+async function withDirLock<T>(dir: string, body: () => Promise<T>): Promise<T> {
+  const lockDir = path.join(dir, 'lock');
+  const owner = path.join(lockDir, 'pid');
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    try {
+      mkdirSync(lockDir);
+      writeFileSync(owner, String(process.pid));
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const holder = readPid(owner);
+      if (holder !== null && !pidAlive(holder)) {
+        rmSync(lockDir, { recursive: true, force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`timed out waiting for the lock ${lockDir}`);
+      await sleep(50);
+    }
+  }
+  try {
+    return await body();
+  } finally {
+    rmSync(lockDir, { recursive: true, force: true });
+  }
+}
+
