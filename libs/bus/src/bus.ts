@@ -1,0 +1,152 @@
+import {
+  headers as natsHeaders,
+  NoRespondersError,
+  nuid,
+  RequestError,
+  TimeoutError,
+  type NatsConnection,
+} from '@nats-io/nats-core';
+import {
+  QubesError,
+  REQUEST_ID_HEADER,
+  type Endpoint,
+  type EventDescriptor,
+  type EventFieldsOf,
+  type ReplyOf,
+  type RequestInputOf,
+  type ServiceName,
+} from '@qubes-bus/contracts';
+import type { Logger } from '@qubes-bus/log';
+import { connectNats, type ConnectOptions } from './connect';
+import { ensureEventStream, subscribeEvents, type EventSubscription, type SubscribeOptions } from './events';
+import { createBusService, type BusService, type ServiceOptions } from './serve';
+import { encodeJson, errorFromReply } from './wire';
+
+export interface RequestOptions {
+  /** Destination VM of an Admin API call; default `dom0`. */
+  dest?: string;
+  /** Default 30 s: some calls (start a VM, clone a volume) take a while. */
+  timeoutMs?: number;
+  /** Carried in `Qubes-Request-Id`; a new one when absent. */
+  reqId?: string;
+}
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+
+const decoder = new TextDecoder();
+
+/** One connection to the bus and everything done over it. */
+export class Bus {
+  constructor(
+    readonly nc: NatsConnection,
+    readonly log: Logger,
+  ) {}
+
+  /**
+   * Calls an endpoint and returns its validated reply. Failures come back as QubesError with the
+   * code the service raised, or a transport code: SERVICE_UNAVAILABLE when nobody serves the
+   * subject, TIMEOUT, BUS_UNREACHABLE, PAYLOAD_TOO_LARGE when the body exceeds what the server
+   * takes (it is then never sent).
+   */
+  async request<E extends Endpoint>(endpoint: E, body: RequestInputOf<E>, options: RequestOptions = {}): Promise<ReplyOf<E>> {
+    const subject = endpoint.subject(options.dest ?? 'dom0');
+    const data = encodeJson(body);
+    const maxPayload = this.nc.info?.max_payload;
+    if (maxPayload !== undefined && data.length > maxPayload) {
+      throw new QubesError('PAYLOAD_TOO_LARGE', `the request is ${data.length} bytes; the bus takes at most ${maxPayload}`, {
+        details: { size: data.length, limit: maxPayload },
+      });
+    }
+    const hdrs = natsHeaders();
+    hdrs.set(REQUEST_ID_HEADER, options.reqId ?? nuid.next());
+    let reply;
+    try {
+      reply = await this.nc.request(subject, data, { timeout: options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, headers: hdrs });
+    } catch (err) {
+      throw transportError(err, endpoint, subject);
+    }
+    const failure = errorFromReply(reply);
+    if (failure !== undefined) throw failure;
+    let untrustedReply: unknown;
+    try {
+      untrustedReply = JSON.parse(decoder.decode(reply.data));
+    } catch (err) {
+      throw new QubesError('INTERNAL', `${endpoint.method} answered with a body that is not JSON`, { cause: err });
+    }
+    const parsed = endpoint.reply.safeParse(untrustedReply);
+    if (!parsed.success) {
+      throw new QubesError('INTERNAL', `${endpoint.method} answered with a reply that does not match its contract`, {
+        cause: parsed.error,
+      });
+    }
+    return parsed.data as ReplyOf<E>;
+  }
+
+  /**
+   * Publishes an event on its subject (`qubes.vm.<vm>.<event>[.<qualifier>]`); the event
+   * stream keeps it. Fields are checked against the descriptor: a mismatch is a bug, thrown.
+   */
+  publish<E extends EventDescriptor>(event: E, target: { vm?: string; qualifier?: string }, fields: EventFieldsOf<E>): void {
+    const subject = event.subject(target);
+    const checked = event.fields.parse(fields) as Record<string, unknown>;
+    const message = {
+      ...checked,
+      ...(target.vm === undefined ? {} : { vm: target.vm }),
+      event: event.qubesName(target.qualifier),
+      ts: new Date().toISOString(),
+    };
+    this.nc.publish(subject, encodeJson(message));
+  }
+
+  /** Creates (or brings up to date) the event stream; idempotent, safe from every service. */
+  ensureEventStream(): Promise<void> {
+    return ensureEventStream(this.nc);
+  }
+
+  /**
+   * Events matching `pattern`, from the stream: those after sequence `after` when given (to
+   * resume where a previous subscription stopped), else those published from now on.
+   */
+  subscribe(pattern: string, options: SubscribeOptions = {}): Promise<EventSubscription> {
+    return subscribeEvents(this.nc, pattern, options);
+  }
+
+  /** Registers a NATS micro service (one queue group per service) to serve endpoints on. */
+  createService(name: ServiceName, options: ServiceOptions): Promise<BusService> {
+    return createBusService(this, name, options);
+  }
+
+  /** Lets in-flight work finish, then closes (drain). */
+  async close(): Promise<void> {
+    if (this.nc.isClosed()) return;
+    try {
+      await this.nc.drain();
+    } catch {
+      await this.nc.close();
+    }
+  }
+}
+
+export async function connectBus(options: ConnectOptions): Promise<Bus> {
+  const nc = await connectNats(options);
+  return new Bus(nc, options.log);
+}
+
+function transportError(err: unknown, endpoint: Endpoint, subject: string): QubesError {
+  const cause = err;
+  if (err instanceof RequestError && err.isNoResponders()) err = err.cause ?? new NoRespondersError(subject);
+  if (err instanceof NoRespondersError) {
+    return new QubesError('SERVICE_UNAVAILABLE', `no service answers ${endpoint.method}: is ${endpoint.service} running?`, {
+      cause,
+      details: { subject, service: endpoint.service },
+    });
+  }
+  if (err instanceof TimeoutError || (err instanceof RequestError && /timeout/i.test(err.message))) {
+    return new QubesError('TIMEOUT', `${endpoint.service} did not answer ${endpoint.method} in time`, {
+      cause,
+      details: { subject, service: endpoint.service },
+    });
+  }
+  const reason = err instanceof Error ? err.message : String(err);
+  return new QubesError('BUS_UNREACHABLE', `cannot send ${endpoint.method} over the bus: ${reason}`, { cause });
+}

@@ -1,0 +1,145 @@
+import { headers as natsHeaders, nuid } from '@nats-io/nats-core';
+import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
+import {
+  API_PREFIX,
+  isQubesError,
+  QubesError,
+  REQUEST_ID_HEADER,
+  vmNameFromToken,
+  type Endpoint,
+  type ReplyOf,
+  type RequestInputOf,
+  type RequestOf,
+  type ServiceName,
+} from '@qubes-bus/contracts';
+import { requestLogger, type Logger } from '@qubes-bus/log';
+import type { Bus, RequestOptions } from './bus';
+import { badRequestFromIssues, decodeRequestBody, encodeJson, headerSafe } from './wire';
+
+export interface ServiceOptions {
+  version: string;
+  description: string;
+}
+
+/** What a handler gets besides the validated request. */
+export interface HandlerContext {
+  readonly reqId: string;
+  /** Bound to `reqId` and the subject; untrusted data goes under one key (`untrusted`). */
+  readonly log: Logger;
+  readonly subject: string;
+  /** The destination VM of an Admin API call (decoded from its token). */
+  readonly dest: string | undefined;
+  /** Calls another endpoint, passing this request's id on. */
+  request<E extends Endpoint>(endpoint: E, body: RequestInputOf<E>, options?: Omit<RequestOptions, 'reqId'>): Promise<ReplyOf<E>>;
+}
+
+export type Handler<E extends Endpoint> = (request: RequestOf<E>, ctx: HandlerContext) => ReplyOf<E> | Promise<ReplyOf<E>>;
+
+export interface BusService {
+  readonly name: ServiceName;
+  /** Answers `endpoint` with `handler`; every failure becomes an error reply, never a crash. */
+  serve<E extends Endpoint>(endpoint: E, handler: Handler<E>): void;
+  /** Stops taking requests; requests already taken are still answered by a later drain. */
+  stop(): Promise<void>;
+  readonly service: Service;
+}
+
+export async function createBusService(bus: Bus, name: ServiceName, options: ServiceOptions): Promise<BusService> {
+  const service = await new Svcm(bus.nc).add({
+    name,
+    version: options.version,
+    description: options.description,
+    queue: name,
+  });
+  const log = bus.log;
+  return {
+    name,
+    service,
+    serve(endpoint, handler) {
+      if (endpoint.service !== name) {
+        throw new Error(`${endpoint.method} belongs to ${endpoint.service}, not ${name}`);
+      }
+      service.addEndpoint(endpoint.method.replaceAll('.', '_'), {
+        subject: endpoint.pattern,
+        metadata: { method: endpoint.method, kind: endpoint.kind },
+        handler: (err, msg) => {
+          if (err !== null) {
+            log.error({ err, endpoint: endpoint.method }, 'endpoint subscription failed');
+            return;
+          }
+          void answer(bus, endpoint, handler, msg, log);
+        },
+      });
+    },
+    async stop() {
+      await service.stop();
+    },
+  };
+}
+
+/**
+ * One request, start to finish. Failures are sorted at this edge: a QubesError is a user error
+ * or a bad request and goes back as it is; anything else is a bug, logged with its stack and
+ * answered as INTERNAL, and the service goes on serving.
+ */
+async function answer<E extends Endpoint>(bus: Bus, endpoint: E, handler: Handler<E>, msg: ServiceMsg, root: Logger): Promise<void> {
+  const reqId = msg.headers?.get(REQUEST_ID_HEADER) || nuid.next();
+  const log = requestLogger(root, { reqId, subject: msg.subject });
+  const started = process.hrtime.bigint();
+  const replyHeaders = natsHeaders();
+  replyHeaders.set(REQUEST_ID_HEADER, reqId);
+  try {
+    if (msg.data.length > endpoint.maxRequestBytes) {
+      throw new QubesError('PAYLOAD_TOO_LARGE', `the request is ${msg.data.length} bytes; ${endpoint.method} takes at most ${endpoint.maxRequestBytes}`, {
+        details: { size: msg.data.length, limit: endpoint.maxRequestBytes },
+      });
+    }
+    const untrustedBody = decodeRequestBody(msg.data);
+    const parsed = endpoint.request.safeParse(untrustedBody);
+    if (!parsed.success) throw badRequestFromIssues(parsed.error.issues);
+    const dest = endpoint.kind === 'api' ? destOf(msg.subject) : undefined;
+    const ctx: HandlerContext = {
+      reqId,
+      log,
+      subject: msg.subject,
+      dest,
+      request: (next, body, options = {}) => bus.request(next, body, { ...options, reqId }),
+    };
+    const result = await handler(parsed.data as RequestOf<E>, ctx);
+    const checked = endpoint.reply.safeParse(result);
+    if (!checked.success) {
+      throw new Error(`${endpoint.method} handler returned a reply that breaks its contract: ${checked.error.message}`);
+    }
+    msg.respond(encodeJson(checked.data), { headers: replyHeaders });
+    log.debug({ ms: elapsedMs(started) }, 'answered');
+  } catch (err) {
+    const failure = sortFailure(err, endpoint, reqId, log);
+    msg.respondError(failure.status, headerSafe(failure.message), encodeJson(failure.toBody()), { headers: replyHeaders });
+    log.debug({ ms: elapsedMs(started), code: failure.code }, 'answered with an error');
+  }
+}
+
+function sortFailure(err: unknown, endpoint: Endpoint, reqId: string, log: Logger): QubesError {
+  if (isQubesError(err) && err.kind !== 'internal' && err.kind !== 'transport') {
+    log.info({ code: err.code, msg: err.message }, 'request refused');
+    return err;
+  }
+  if (isQubesError(err) && err.kind === 'transport') {
+    // An onward call failed: the caller sees which service was missing, not a bare INTERNAL.
+    log.warn({ err }, 'onward call failed');
+    return err;
+  }
+  log.error({ err, method: endpoint.method }, 'request failed unexpectedly');
+  return new QubesError('INTERNAL', `internal error in ${endpoint.service} while handling ${endpoint.method} (request ${reqId})`, {
+    details: { reqId },
+  });
+}
+
+/** `qubes.api.<dest>.<method…>`: the destination token, decoded. */
+function destOf(subject: string): string {
+  return vmNameFromToken(subject.slice(API_PREFIX.length + 1).split('.', 1)[0] ?? '');
+}
+
+function elapsedMs(started: bigint): number {
+  return Number(process.hrtime.bigint() - started) / 1e6;
+}
