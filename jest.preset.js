@@ -9,6 +9,10 @@ for (const [name, [target]] of Object.entries(compilerOptions.paths)) {
   moduleNameMapper[`^${name.replace(/[/]/g, '\\/')}$`] = path.join(__dirname, target);
 }
 
+// Jest on Node 20 cannot load ES modules: zod's locale files are imported as ESM (so that the
+// bundles can tree-shake them) and mapped to their CommonJS twins here.
+moduleNameMapper['^zod/v4/locales/(.*)\\.js$'] = path.join(__dirname, 'node_modules/zod/v4/locales/$1.cjs');
+
 module.exports = (projectDir, overrides = {}) => ({
   rootDir: projectDir,
   testEnvironment: 'node',

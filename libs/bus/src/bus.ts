@@ -18,8 +18,8 @@ import {
 } from '@qubes-bus/contracts';
 import type { Logger } from '@qubes-bus/log';
 import { connectNats, type ConnectOptions } from './connect';
-import { ensureEventStream, subscribeEvents, type EventSubscription, type SubscribeOptions } from './events';
-import { createBusService, type BusService, type ServiceOptions } from './serve';
+import type { EventSubscription, SubscribeOptions } from './events';
+import type { BusService, ServiceOptions } from './serve';
 import { encodeJson, errorFromReply } from './wire';
 
 export interface RequestOptions {
@@ -99,7 +99,8 @@ export class Bus {
   }
 
   /** Creates (or brings up to date) the event stream; idempotent, safe from every service. */
-  ensureEventStream(): Promise<void> {
+  async ensureEventStream(): Promise<void> {
+    const { ensureEventStream } = await loadEvents();
     return ensureEventStream(this.nc);
   }
 
@@ -107,12 +108,14 @@ export class Bus {
    * Events matching `pattern`, from the stream: those after sequence `after` when given (to
    * resume where a previous subscription stopped), else those published from now on.
    */
-  subscribe(pattern: string, options: SubscribeOptions = {}): Promise<EventSubscription> {
+  async subscribe(pattern: string, options: SubscribeOptions = {}): Promise<EventSubscription> {
+    const { subscribeEvents } = await loadEvents();
     return subscribeEvents(this.nc, pattern, options);
   }
 
   /** Registers a NATS micro service (one queue group per service) to serve endpoints on. */
-  createService(name: ServiceName, options: ServiceOptions): Promise<BusService> {
+  async createService(name: ServiceName, options: ServiceOptions): Promise<BusService> {
+    const { createBusService } = await import('./serve');
     return createBusService(this, name, options);
   }
 
@@ -125,6 +128,11 @@ export class Bus {
       await this.nc.close();
     }
   }
+}
+
+/** JetStream is loaded on first use (like the service side): a tool that only makes requests never pays for it. */
+function loadEvents(): Promise<typeof import('./events')> {
+  return import('./events');
 }
 
 export async function connectBus(options: ConnectOptions): Promise<Bus> {

@@ -11,6 +11,10 @@ import {
 } from '@nats-io/jetstream';
 import { nanos, type NatsConnection } from '@nats-io/nats-core';
 import { EVENT_STREAM, eventEnvelope, type EventEnvelope } from '@qubes-bus/contracts';
+import * as z from 'zod/mini';
+
+/** The envelope, with whatever fields the event carries besides. */
+const openEnvelope = z.looseObject(eventEnvelope.shape);
 
 /** An event as a subscriber receives it. */
 export interface ReceivedEvent {
@@ -80,7 +84,7 @@ export async function subscribeEvents(nc: NatsConnection, pattern: string, optio
   const messages: ConsumerMessages = await consumer.consume({ expires: 2_000 });
   async function* events(): AsyncGenerator<ReceivedEvent> {
     for await (const m of messages) {
-      const parsed = eventEnvelope.passthrough().safeParse(safeJson(m.data));
+      const parsed = openEnvelope.safeParse(safeJson(m.data));
       if (!parsed.success) continue; // not one of ours; the stream only holds qubes.* subjects
       yield { seq: m.seq, subject: m.subject, message: parsed.data as EventEnvelope & Record<string, unknown> };
     }

@@ -3,7 +3,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { defineApi, defineEvent, DestScope, EVENT_STREAM, ServiceName } from '@qubes-bus/contracts';
 import { captureLog, startNats, type TestNats } from '@qubes-bus/testing';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { connectBus, type Bus, type BusService, type EventSubscription, type ReceivedEvent } from '../src';
 
 const Ping = defineApi({
@@ -18,7 +18,7 @@ const Tick = defineEvent({
   name: 'test-tick',
   scope: 'vm',
   summary: 'numbered test event',
-  fields: z.object({ n: z.number().int() }),
+  fields: z.object({ n: z.int() }),
 });
 
 let nats: TestNats;

@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { headers as natsHeaders } from '@nats-io/nats-core';
 import { Svcm } from '@nats-io/services';
 import { defineApi, DestScope, QubesError, ServiceName, type ErrorCode } from '@qubes-bus/contracts';
-import { captureLog, startNats, type CapturedLog, type TestNats } from '@qubes-bus/testing';
-import { z } from 'zod';
+import { captureLog, rejectionOf, startNats, type CapturedLog, type TestNats } from '@qubes-bus/testing';
+import * as z from 'zod/mini';
 import { connectBus, SERVICE_ERROR_CODE_HEADER, type Bus, type BusService } from '../src';
 
 // Endpoints of this test only; the contract's real ones live in libs/contracts.
@@ -12,8 +12,8 @@ const Echo = defineApi({
   service: ServiceName.VmRegistry,
   scope: DestScope.Vm,
   summary: 'echo',
-  arg: z.string().optional(),
-  payload: z.object({ text: z.string(), count: z.number().int().min(0) }),
+  arg: z.optional(z.string()),
+  payload: z.object({ text: z.string(), count: z.int().check(z.minimum(0)) }),
   reply: z.object({ text: z.string(), dest: z.string(), reqId: z.string() }),
   errors: [],
 });
@@ -48,16 +48,6 @@ let server: Bus;
 let client: Bus;
 let service: BusService;
 let serverLog: CapturedLog;
-
-async function failure(promise: Promise<unknown>): Promise<QubesError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof QubesError) return err;
-    throw err;
-  }
-  throw new Error('expected the call to fail');
-}
 
 /** A raw request, bypassing the client library, as a hostile or broken client would send. */
 async function rawRequest(subject: string, data: Uint8Array | string): Promise<{ status?: string; body: Record<string, unknown> }> {
@@ -97,7 +87,7 @@ describe('serve() and request() over a real nats-server', () => {
   });
 
   it('rejects a request failing validation with BAD_REQUEST naming the field', async () => {
-    const err = await failure(
+    const err = await rejectionOf(
       client.request(Echo, { payload: { text: 'x', count: 'three' as unknown as number } }, { dest: 'work' }),
     );
     expect(err.code).toBe('BAD_REQUEST');
@@ -106,16 +96,16 @@ describe('serve() and request() over a real nats-server', () => {
   });
 
   it('rejects unknown fields and a missing payload as BAD_REQUEST naming them', async () => {
-    const extra = await failure(
+    const extra = await rejectionOf(
       client.request(Echo, { payload: { text: 'x', count: 1 }, extra: 1 } as never, { dest: 'work' }),
     );
     expect([extra.code, extra.details?.['field']]).toEqual(['BAD_REQUEST', 'extra']);
-    const missing = await failure(client.request(Echo, {} as never, { dest: 'work' }));
+    const missing = await rejectionOf(client.request(Echo, {} as never, { dest: 'work' }));
     expect([missing.code, missing.details?.['field']]).toEqual(['BAD_REQUEST', 'payload']);
   });
 
   it('answers a handler that throws unexpectedly with INTERNAL, logs its stack, and keeps serving', async () => {
-    const err = await failure(client.request(Explode, { payload: { how: 'bug' } }));
+    const err = await rejectionOf(client.request(Explode, { payload: { how: 'bug' } }));
     expect(err.code).toBe('INTERNAL');
     expect(err.message).toMatch(/internal error in vm-registry .*request [A-Za-z0-9]+/);
     expect(err.message).not.toContain('deeper'); // no internals leak to the caller
@@ -128,7 +118,7 @@ describe('serve() and request() over a real nats-server', () => {
   });
 
   it('passes a user error through with its code and message', async () => {
-    const err = await failure(client.request(Explode, { payload: { how: 'user' } }));
+    const err = await rejectionOf(client.request(Explode, { payload: { how: 'user' } }));
     expect([err.code, err.message]).toEqual(['VM_NOT_FOUND' satisfies ErrorCode, 'no such domain: ghost']);
   });
 
@@ -151,9 +141,9 @@ describe('serve() and request() over a real nats-server', () => {
     expect(status).toBe('413');
     expect(body).toMatchObject({ code: 'PAYLOAD_TOO_LARGE', details: { limit: 256 * 1024 } });
 
-    const typed = await failure(client.request(Echo, { payload: { text: 'x'.repeat(1024 * 1024), count: 1 } }, { dest: 'work' }));
+    const typed = await rejectionOf(client.request(Echo, { payload: { text: 'x'.repeat(1024 * 1024), count: 1 } }, { dest: 'work' }));
     expect(typed.code).toBe('PAYLOAD_TOO_LARGE');
-    const huge = await failure(client.request(Echo, { payload: { text: 'x'.repeat(10 * 1024 * 1024), count: 1 } }, { dest: 'work' }));
+    const huge = await rejectionOf(client.request(Echo, { payload: { text: 'x'.repeat(10 * 1024 * 1024), count: 1 } }, { dest: 'work' }));
     expect(huge.code).toBe('PAYLOAD_TOO_LARGE');
     expect(huge.message).toContain('the bus takes at most');
 
@@ -186,7 +176,7 @@ describe('serve() and request() over a real nats-server', () => {
   });
 
   it('reports SERVICE_UNAVAILABLE naming the service when nothing serves the subject', async () => {
-    const err = await failure(client.request(Nobody, {}));
+    const err = await rejectionOf(client.request(Nobody, {}));
     expect(err.code).toBe('SERVICE_UNAVAILABLE');
     expect(err.message).toContain('storage');
   });

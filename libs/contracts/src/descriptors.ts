@@ -1,4 +1,5 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import en from 'zod/v4/locales/en.js';
 import type { ErrorCode } from './errors';
 import { API_PREFIX, APP_EVENT_PREFIX, assertDottedName, Subjects, VM_EVENT_PREFIX, type ServiceName } from './subjects';
 import { encodeToken, token } from './token';
@@ -7,6 +8,9 @@ import { encodeToken, token } from './token';
  * Each message is declared once: its schema, its subject and the errors it may raise, in a
  * descriptor that the serving side (`serve`) and the calling side (`request`) both use.
  */
+
+// zod/mini keeps its start-up small by loading no messages: validation errors in English.
+z.config(en());
 
 /** Requests are at most this large unless an endpoint says otherwise. */
 export const DEFAULT_MAX_REQUEST_BYTES = 256 * 1024;
@@ -18,11 +22,11 @@ export const DEFAULT_MAX_REQUEST_BYTES = 256 * 1024;
 export const DestScope = { Dom0: 'dom0', Vm: 'vm' } as const;
 export type DestScope = (typeof DestScope)[keyof typeof DestScope];
 
-type Schema = z.ZodType;
+type Schema = z.ZodMiniType;
 
 /** An absent `arg`/`payload` schema means the field must be absent too. */
-type FieldSchema<S> = [S] extends [Schema] ? S : z.ZodOptional<z.ZodUndefined>;
-type RequestSchema<Arg, Payload> = z.ZodObject<{ arg: FieldSchema<Arg>; payload: FieldSchema<Payload> }, z.core.$strict>;
+type FieldSchema<S> = [S] extends [Schema] ? S : z.ZodMiniOptional<z.ZodMiniUndefined>;
+type RequestSchema<Arg, Payload> = z.ZodMiniObject<{ arg: FieldSchema<Arg>; payload: FieldSchema<Payload> }, z.core.$strict>;
 
 export interface EndpointSpec<Arg extends Schema | undefined, Payload extends Schema | undefined, Reply extends Schema> {
   /** Admin API method (`admin.vm.List`) or internal op (`vm-pre-start`). */
@@ -39,7 +43,7 @@ export interface EndpointSpec<Arg extends Schema | undefined, Payload extends Sc
   readonly maxRequestBytes?: number;
 }
 
-export interface Endpoint<Request extends z.ZodObject = z.ZodObject, Reply extends Schema = Schema> {
+export interface Endpoint<Request extends z.ZodMiniObject = z.ZodMiniObject, Reply extends Schema = Schema> {
   readonly kind: 'api' | 'internal';
   readonly method: string;
   readonly service: ServiceName;
@@ -65,7 +69,7 @@ function requestSchema<Arg extends Schema | undefined, Payload extends Schema | 
   arg: Arg | undefined,
   payload: Payload | undefined,
 ): RequestSchema<Arg, Payload> {
-  const absent = z.undefined().optional();
+  const absent = z.optional(z.undefined());
   return z.strictObject({ arg: arg ?? absent, payload: payload ?? absent }) as unknown as RequestSchema<Arg, Payload>;
 }
 
@@ -119,7 +123,7 @@ export function defineInternal<
   };
 }
 
-export interface EventSpec<Fields extends z.ZodObject> {
+export interface EventSpec<Fields extends z.ZodMiniObject> {
   /** Qubes event name (`domain-start`, `property-set`); `:qualifier` is added per message. */
   readonly name: string;
   /** `vm` events go on `qubes.vm.<vm>.…`, `app` events on `qubes.app.…`. */
@@ -132,15 +136,15 @@ export interface EventSpec<Fields extends z.ZodObject> {
 
 /** The envelope every event carries besides its own fields. */
 export const eventEnvelope = z.object({
-  vm: z.string().optional(),
+  vm: z.optional(z.string()),
   event: z.string(),
   ts: z.string(),
 });
 export type EventEnvelope = z.infer<typeof eventEnvelope>;
 
-export interface EventDescriptor<Fields extends z.ZodObject = z.ZodObject> extends EventSpec<Fields> {
+export interface EventDescriptor<Fields extends z.ZodMiniObject = z.ZodMiniObject> extends EventSpec<Fields> {
   /** The whole message: envelope plus fields. */
-  readonly message: z.ZodType<EventEnvelope & z.output<Fields>>;
+  readonly message: z.ZodMiniType<EventEnvelope & z.output<Fields>>;
   /** The subject of one event; `vm` for vm-scope events, `qualifier` when the event has one. */
   subject(target: { vm?: string; qualifier?: string }): string;
   /** The pattern matching this event, for one VM or all (`*`), for one qualifier or all. */
@@ -159,7 +163,7 @@ function eventSubject(scope: 'vm' | 'app', name: string, vm: string | undefined,
   return `${head}.${name}${tail}`;
 }
 
-export function defineEvent<Fields extends z.ZodObject>(spec: EventSpec<Fields>): EventDescriptor<Fields> {
+export function defineEvent<Fields extends z.ZodMiniObject>(spec: EventSpec<Fields>): EventDescriptor<Fields> {
   const name = assertDottedName('event', spec.name);
   const checkQualifier = (qualifier: string | undefined): void => {
     if ((spec.qualifier !== undefined) !== (qualifier !== undefined)) {
@@ -171,7 +175,7 @@ export function defineEvent<Fields extends z.ZodObject>(spec: EventSpec<Fields>)
   return {
     ...spec,
     name,
-    message: eventEnvelope.extend(spec.fields.shape) as unknown as z.ZodType<EventEnvelope & z.output<Fields>>,
+    message: z.extend(eventEnvelope, spec.fields.shape) as unknown as z.ZodMiniType<EventEnvelope & z.output<Fields>>,
     subject({ vm, qualifier } = {}) {
       checkQualifier(qualifier);
       if (spec.scope === 'vm' && vm === undefined) throw new TypeError(`event ${name} is about a VM: name it`);

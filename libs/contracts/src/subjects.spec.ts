@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { defineApi, defineEvent, defineInternal, DestScope } from './descriptors';
 import { ALL_ENDPOINTS, ALL_EVENTS } from './registry';
 import { ServiceName, Subjects, subjectsOverlap } from './subjects';

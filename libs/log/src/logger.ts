@@ -1,5 +1,4 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
-import pretty from 'pino-pretty';
 
 export type { Logger };
 
@@ -30,7 +29,7 @@ export function createLogger(service: string, options: LoggerOptions = {}): Logg
     typeof options.destination === 'object'
       ? options.destination
       : wantPretty
-        ? pretty({ destination: fd, colorize: isTerminal(fd), sync: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' })
+        ? prettyStream(fd)
         : pino.destination({ dest: fd, sync: true });
   return pino(
     {
@@ -43,6 +42,12 @@ export function createLogger(service: string, options: LoggerOptions = {}): Logg
     },
     stream,
   );
+}
+
+/** pino-pretty is loaded only when wanted: a tool writing JSON, or nothing, never pays for it. */
+function prettyStream(fd: number): DestinationStream {
+  const pretty = require('pino-pretty') as typeof import('pino-pretty');
+  return pretty({ destination: fd, colorize: isTerminal(fd), sync: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' });
 }
 
 function isTerminal(fd: number): boolean {

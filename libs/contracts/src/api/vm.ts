@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { defineApi, DestScope } from '../descriptors';
 import { ServiceName } from '../subjects';
 
@@ -33,8 +33,8 @@ export const vmSummarySchema = z.object({
   class: vmClassSchema,
   state: powerStateSchema,
   label: z.string(),
-  template: z.string().nullable(),
-  netvm: z.string().nullable(),
+  template: z.nullable(z.string()),
+  netvm: z.nullable(z.string()),
 });
 export type VmSummary = z.infer<typeof vmSummarySchema>;
 
