@@ -1,23 +1,18 @@
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
 import { QubesError } from '@qubes-bus/contracts';
+import debianPackages from '../debian-packages.json';
 
-/** The Debian package that ships each program qubes-bus runs. */
-export const DEBIAN_PACKAGE: Readonly<Record<string, string>> = {
-  'nats-server': 'nats-server',
-  libvirtd: 'libvirt-daemon-system',
-  virtlogd: 'libvirt-daemon-system',
-  virsh: 'libvirt-clients',
-  'virt-xml-validate': 'libvirt-clients',
-  tini: 'tini',
-  'qemu-system-x86_64': 'qemu-system-x86',
-};
+/**
+ * The Debian package that ships each program qubes-bus runs. Plain JSON, because `npm start`
+ * reads it before anything is installed or built.
+ */
+export const DEBIAN_PACKAGE: Readonly<Record<string, string>> = debianPackages;
 
 /** Daemons live in sbin, which a non-root PATH often lacks. */
 const EXTRA_DIRS = ['/usr/sbin', '/sbin', '/usr/local/sbin'];
 
-export function findBinary(name: string): string | null {
-  const dirs = [...(process.env['PATH'] ?? '').split(path.delimiter), ...EXTRA_DIRS];
+export function findBinary(name: string, dirs = [...(process.env['PATH'] ?? '').split(path.delimiter), ...EXTRA_DIRS]): string | null {
   for (const dir of dirs) {
     if (dir === '') continue;
     const candidate = path.join(dir, name);
@@ -32,8 +27,8 @@ export function findBinary(name: string): string | null {
 }
 
 /** The path of `name`, or DEPENDENCY_MISSING naming the Debian package to install. */
-export function requireBinary(name: string, purpose: string): string {
-  const found = findBinary(name);
+export function requireBinary(name: string, purpose: string, dirs?: string[]): string {
+  const found = findBinary(name, dirs);
   if (found !== null) return found;
   const pkg = DEBIAN_PACKAGE[name] ?? name;
   throw new QubesError(

@@ -42,7 +42,9 @@ export async function startLibvirtd(options: LibvirtdOptions = {}): Promise<Libv
   const driver = options.driver ?? defaultLibvirtDriver();
   return driver === LibvirtDriver.Qemu
     ? acquireSharedQemuDaemon(options.sharedDir ?? process.env['QUBES_LIBVIRTD_DIR'] ?? path.join(tmpdir(), 'qubes-bus-libvirtd'))
-    : startTestDriverDaemon(options.dir ?? mkdtempSync(path.join(tmpdir(), 'qubes-bus-libvirt-test-')));
+    : options.dir !== undefined
+      ? startTestDriverDaemon(options.dir, false)
+      : startTestDriverDaemon(mkdtempSync(path.join(tmpdir(), 'qubes-bus-libvirt-test-')), true);
 }
 
 function daemonConfig(socketDir: string): string {
@@ -70,7 +72,7 @@ async function virshWorks(uri: string): Promise<boolean> {
 // The test driver: a private daemon. Its `test:///default` state lives only while a client is
 // connected, so a keeper connection (an idle interactive virsh) holds it for the daemon's life.
 
-async function startTestDriverDaemon(dir: string): Promise<Libvirtd> {
+async function startTestDriverDaemon(dir: string, removeDir: boolean): Promise<Libvirtd> {
   const libvirtd = requireBinary('libvirtd', 'to run a private libvirt daemon');
   const virsh = requireBinary('virsh', 'to talk to libvirtd');
   mkdirSync(path.join(dir, 'no-drivers'), { recursive: true });
@@ -112,6 +114,7 @@ async function startTestDriverDaemon(dir: string): Promise<Libvirtd> {
         await terminate(keeper, 'SIGTERM', 1_000);
       }
       await terminate(daemon);
+      if (removeDir) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -19,6 +19,11 @@ export interface NatsServerOptions {
   maxPayload?: number;
   /** Write the server's log to `<workDir>/nats-server.log` (default) or pass it through. */
   log?: 'file' | 'inherit';
+  /**
+   * Run in a process group of its own, so that a Ctrl-C on the terminal reaches only its
+   * parent, which then stops the server last, after the clients that drain into it.
+   */
+  ownProcessGroup?: boolean;
 }
 
 export interface NatsServer {
@@ -67,6 +72,7 @@ export async function spawnNatsServer(options: NatsServerOptions): Promise<NatsS
     const logFd = options.log === 'inherit' ? 'inherit' : openSync(path.join(options.workDir, 'nats-server.log'), 'a');
     child = spawn(binary, ['-c', config, '--ports_file_dir', options.workDir], {
       stdio: ['ignore', logFd, logFd],
+      detached: options.ownProcessGroup ?? false,
     });
     if (typeof logFd === 'number') closeSync(logFd);
     exitedPromise = exited(child);

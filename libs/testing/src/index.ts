@@ -6,3 +6,4 @@ export { LibvirtDriver, startLibvirtd } from '@qubes-bus/daemons';
 export type { Libvirtd, LibvirtdOptions } from '@qubes-bus/daemons';
 export { captureLog } from './capture-log';
 export type { CapturedLog } from './capture-log';
+export { rejectionOf, thrownBy } from './failures';
