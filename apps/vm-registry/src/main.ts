@@ -1,0 +1,37 @@
+import { connectBus, DEFAULT_NATS_URL, redactUrl } from '@qubes-bus/bus';
+import { ServiceName } from '@qubes-bus/contracts';
+import { createLogger } from '@qubes-bus/log';
+import { createRegistry } from './service';
+
+async function main(): Promise<void> {
+  const url = process.env['QUBES_NATS_URL'] ?? DEFAULT_NATS_URL;
+  const dataDir = process.env['QUBES_DATA_DIR'] ?? '/var/lib/qubes';
+  const log = createLogger(ServiceName.VmRegistry);
+  log.info({ bus: redactUrl(url), dataDir }, 'starting');
+  // Waits for the bus as long as it takes: a service may start before its nats-server.
+  const bus = await connectBus({ url, name: ServiceName.VmRegistry, log, mode: 'service' }).catch((err: unknown) => {
+    log.fatal({ err }, 'vm-registry cannot connect to the bus');
+    process.exit(1);
+  });
+  const registry = createRegistry({ bus, log, dataDir });
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    await registry.stop();
+    await bus.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  try {
+    await registry.start();
+  } catch (err) {
+    log.fatal({ err }, 'vm-registry cannot start');
+    await bus.close();
+    process.exit(1);
+  }
+}
+
+void main();
