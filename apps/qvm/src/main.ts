@@ -1,0 +1,71 @@
+import { CommanderError } from 'commander';
+import { connectBus, redactUrl, type Bus } from '@qubes-bus/bus';
+import { isQubesError, QubesError } from '@qubes-bus/contracts';
+import { createLogger } from '@qubes-bus/log';
+import { resolveBusUrl } from './bus-url';
+import type { ToolContext } from './tool';
+import { qvmLs } from './tools/qvm-ls';
+
+const TOOLS = {
+  'qvm-ls': qvmLs,
+} as const;
+
+export type ToolName = keyof typeof TOOLS;
+
+/**
+ * Runs one tool. The only place that prints `ERROR: `: every failure below ends here as one
+ * line and a non-zero exit status.
+ */
+export async function run(tool: string, argv: readonly string[]): Promise<void> {
+  const make = TOOLS[tool as ToolName];
+  if (make === undefined) {
+    fail(`unknown tool ${tool}; the tools are ${Object.keys(TOOLS).join(', ')}`);
+    return;
+  }
+  let bus: Bus | undefined;
+  const target = resolveBusUrl();
+  const ctx: ToolContext = {
+    stdout: process.stdout,
+    async bus() {
+      bus ??= await connectBus({
+        url: target.url,
+        name: tool,
+        // Tools log nothing unless asked (LOG_LEVEL=debug), and never on stdout.
+        log: createLogger(tool, { destination: 2, level: process.env['LOG_LEVEL'] ?? 'warn', pretty: false }),
+        mode: 'tool',
+      }).catch((err: unknown) => {
+        throw isQubesError(err, 'BUS_UNREACHABLE') ? unreachable(err, target) : err;
+      });
+      return bus;
+    },
+  };
+  const command = make(ctx).exitOverride();
+  try {
+    await command.parseAsync([...argv], { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // commander has printed usage or its own message already
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+    } else {
+      fail(err instanceof Error ? err.message : String(err), err);
+    }
+  } finally {
+    await bus?.close();
+  }
+}
+
+function unreachable(err: QubesError, target: { url: string; source: string }): QubesError {
+  const reason = err.message.slice(err.message.lastIndexOf(': ') + 2);
+  return new QubesError(
+    'BUS_UNREACHABLE',
+    `the qubes bus is unreachable at ${redactUrl(target.url)} (from ${target.source}: ${reason}); ` +
+      "start it with 'npm start' in the qubes-bus directory, or point QUBES_NATS_URL at a running bus",
+    { cause: err },
+  );
+}
+
+function fail(message: string, err?: unknown): void {
+  process.stderr.write(`ERROR: ${message.split('\n')[0]}\n`);
+  if (process.env['LOG_LEVEL'] === 'debug' && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`);
+  process.exitCode = 1;
+}
