@@ -1,0 +1,105 @@
+import { afterAll, describe, expect, it } from '@jest/globals';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { tmpDataDir } from '@qubes-bus/testing';
+
+const ROOT = path.resolve(__dirname, '../..');
+const varDir = tmpDataDir('qubes-bus-stack-');
+let stack: ChildProcess | undefined;
+
+/** A port nothing listens on: bound, read, released. */
+function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function qvmLs(env: NodeJS.ProcessEnv): { status: number | null; stdout: string; stderr: string; ms: number } {
+  const started = Date.now();
+  const run = spawnSync('npx', ['qvm-ls'], { cwd: ROOT, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 20_000 });
+  return { status: run.status, stdout: run.stdout, stderr: run.stderr, ms: Date.now() - started };
+}
+
+afterAll(async () => {
+  try {
+    if (stack?.pid !== undefined) process.kill(-stack.pid, 'SIGKILL');
+  } catch {
+    // the whole group has gone already
+  }
+  varDir.remove();
+});
+
+describe('the embedded stack and qvm-ls, end to end', () => {
+  it('with nothing running, qvm-ls prints one ERROR line saying the bus is unreachable and how to start it, fast', async () => {
+    const stale = tmpDataDir('qubes-bus-stale-');
+    writeFileSync(path.join(stale.path, 'nats.url'), `nats://127.0.0.1:${await closedPort()}\n`);
+    const run = qvmLs({ QUBES_VAR_DIR: stale.path, QUBES_NATS_URL: '' });
+    stale.remove();
+    expect(run.status).not.toBe(0);
+    expect(run.stdout).toBe('');
+    expect(run.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+    expect(run.stderr).toMatch(/^ERROR: the qubes bus is unreachable at nats:\/\/127\.0\.0\.1:\d+ .*start it with 'npm start'/);
+    // npx itself takes most of this; the tool alone is measured in bench/bus.bench.ts
+    expect(run.ms).toBeLessThan(3_000);
+
+    const fromEnv = qvmLs({ QUBES_NATS_URL: `nats://127.0.0.1:${await closedPort()}` });
+    expect(fromEnv.status).not.toBe(0);
+    expect(fromEnv.stderr).toMatch(/^ERROR: the qubes bus is unreachable at .*\(from QUBES_NATS_URL/);
+  });
+
+  it('npm start brings up the stack; npx qvm-ls lists dom0; a second start refuses; Ctrl-C stops it all', async () => {
+    mkdirSync(varDir.path, { recursive: true });
+    const env: NodeJS.ProcessEnv = { ...process.env, QUBES_VAR_DIR: varDir.path, LOG_FORMAT: 'json' };
+    delete env['QUBES_NATS_URL'];
+    stack = spawn('npm', ['start'], { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines: Array<Record<string, unknown>> = [];
+    let stderr = '';
+    stack.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const running = new Promise<void>((resolve, reject) => {
+      let buffer = '';
+      stack!.stdout!.on('data', (chunk: Buffer) => {
+        buffer += chunk.toString();
+        for (let nl = buffer.indexOf('\n'); nl >= 0; nl = buffer.indexOf('\n')) {
+          const line = buffer.slice(0, nl);
+          buffer = buffer.slice(nl + 1);
+          if (!line.startsWith('{')) continue;
+          const parsed = JSON.parse(line) as Record<string, unknown>;
+          lines.push(parsed);
+          if (String(parsed['msg']).startsWith('qubes-bus is running')) resolve();
+        }
+      });
+      stack!.once('exit', (code) => reject(new Error(`npm start exited (${code}): ${stderr}`)));
+    });
+    await running;
+    expect(new Set(lines.map((l) => l['service']))).toEqual(new Set(['stack', 'vm-registry']));
+    expect(existsSync(path.join(varDir.path, 'lib/qubes/qubes.xml'))).toBe(true);
+
+    const listed = qvmLs({ QUBES_VAR_DIR: varDir.path, QUBES_NATS_URL: '' });
+    expect(listed.stderr).toBe('');
+    expect(listed.status).toBe(0);
+    expect(listed.stdout.split('\n')).toEqual([
+      'NAME  STATE    CLASS    LABEL  TEMPLATE  NETVM',
+      'dom0  Running  AdminVM  black  -         -',
+      '',
+    ]);
+
+    const second = spawnSync('npm', ['start'], { cwd: ROOT, env, encoding: 'utf8', timeout: 60_000 });
+    expect(second.status).not.toBe(0);
+    expect(second.stderr).toMatch(/ERROR: the qubes-bus stack is already running here \(pid \d+\)/);
+
+    const exited = new Promise<string>((resolve) => stack!.once('exit', (code, signal) => resolve(signal ?? String(code))));
+    process.kill(-stack.pid!, 'SIGINT'); // what Ctrl-C on its terminal sends to the whole group
+    // npm itself dies of the SIGINT, as on a terminal; the stack then stops in order.
+    expect(['0', 'SIGINT']).toContain(await exited);
+    const deadline = Date.now() + 15_000;
+    while (existsSync(path.join(varDir.path, 'stack.pid')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(existsSync(path.join(varDir.path, 'nats.url'))).toBe(false);
+    expect(existsSync(path.join(varDir.path, 'stack.pid'))).toBe(false);
+    expect(lines.map((l) => l['msg'])).toEqual(expect.arrayContaining(['stopping', 'stopped']));
+  }, 180_000);
+});
