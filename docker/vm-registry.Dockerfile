@@ -1,0 +1,18 @@
+# vm-registry: the sole writer of qubes.xml.
+# Built from the repository root:  docker build -f docker/vm-registry.Dockerfile .
+# (Not built in this project's CI: its machines have no Docker engine.)
+FROM node:20-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN npm ci --no-audit --no-fund && node tools/build.mjs
+
+# The bundle carries its dependencies; the runtime image needs only Node.
+FROM node:20-bookworm-slim
+COPY --from=build /src/dist/apps/vm-registry/ /app/
+ENV QUBES_DATA_DIR=/var/lib/qubes \
+    QUBES_NATS_URL=nats://nats:4222 \
+    LOG_LEVEL=info \
+    LOG_FORMAT=json
+VOLUME /var/lib/qubes
+USER node
+CMD ["node", "--enable-source-maps", "/app/main.js"]
