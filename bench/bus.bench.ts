@@ -10,7 +10,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from '@nats-io/transport-node';
-import { connectBus } from '@qubes-bus/bus';
+import { CLIENT_TUNING, connectBus } from '@qubes-bus/bus';
 import { defineApi, DestScope, ServiceName } from '@qubes-bus/contracts';
 import { createLogger } from '@qubes-bus/log';
 import { startNats, tmpDataDir } from '@qubes-bus/testing';
@@ -39,8 +39,9 @@ async function main(): Promise<void> {
   const log = createLogger('bench', { level: 'warn' });
   try {
     // --- baseline: raw @nats-io request/reply ------------------------------------------------
-    const rawServer = await connect({ servers: nats.url });
-    const rawClient = await connect({ servers: nats.url });
+    // The same client settings the library uses, so the ratio is the library's own cost.
+    const rawServer = await connect({ servers: nats.url, ...CLIENT_TUNING });
+    const rawClient = await connect({ servers: nats.url, ...CLIENT_TUNING });
     rawServer.subscribe('qubes.api.work.raw.Echo', {
       queue: 'raw',
       callback: (_err, msg) => {

@@ -23,6 +23,7 @@ export async function main(root: string): Promise<void> {
     process.stderr.write(`ERROR: the qubes-bus stack is already running here (pid ${holder}); stop it with Ctrl-C in its terminal or 'kill ${holder}'\n`);
     process.exit(1);
   }
+  killLeftovers(varDir, log);
   const stack = new Stack(root, varDir, log);
   let stopping = false;
   const stop = (signal: string): void => {
@@ -37,6 +38,7 @@ export async function main(root: string): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGHUP', () => stop('SIGHUP')); // its terminal closed
   process.on('exit', () => {
     stack.killAll();
     rmSync(pidFile, { force: true });
@@ -66,6 +68,48 @@ function claimPidFile(pidFile: string): number | null {
     if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid)) return pid;
     rmSync(pidFile, { force: true }); // left by a stack that died
   }
+}
+
+/**
+ * The processes of a stack are listed in var/stack.procs. A stack killed outright (SIGKILL, a
+ * crash) leaves them running, holding the bus store; the next start stops them first. A pid is
+ * only signalled if its command line still names this var dir or this build, in case the pid
+ * has since been reused.
+ */
+function procsFile(varDir: string): string {
+  return path.join(varDir, 'stack.procs');
+}
+
+function recordProcs(varDir: string, entries: Array<{ pid: number; marker: string }>): void {
+  writeFileSync(procsFile(varDir), entries.map((e) => `${e.pid} ${e.marker}`).join('\n') + '\n');
+}
+
+function killLeftovers(varDir: string, log: Logger): void {
+  let lines: string[];
+  try {
+    lines = readFileSync(procsFile(varDir), 'utf8').split('\n').filter(Boolean);
+  } catch {
+    return;
+  }
+  for (const line of lines) {
+    const [pidText, ...rest] = line.split(' ');
+    const pid = Number(pidText);
+    const marker = rest.join(' ');
+    let cmdline = '';
+    try {
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+    } catch {
+      continue; // gone
+    }
+    if (marker === '' || !cmdline.includes(marker)) continue;
+    log.warn({ pid, cmdline }, 'stopping a process left over by a stack that died');
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
+  rmSync(procsFile(varDir), { force: true });
 }
 
 interface ServiceApp {
@@ -110,6 +154,7 @@ class Stack {
     writeFileSync(`${urlFile}.tmp`, `${this.nats.url}\n`);
     renameSync(`${urlFile}.tmp`, urlFile);
     this.log.info({ url: this.nats.url, store: natsDir }, 'nats-server started');
+    this.recordProcs();
 
     let libvirtUri = process.env['LIBVIRT_URI'];
     if (libvirtUri === undefined) {
@@ -147,6 +192,7 @@ class Stack {
     // the bus they drain into.
     const child = spawn(process.execPath, ['--enable-source-maps', app.main], { env, stdio: 'inherit', detached: true });
     this.children.set(app.name, child);
+    this.recordProcs();
     child.once('exit', (code, signal) => {
       this.children.delete(app.name);
       if (this.stopping) return;
@@ -183,12 +229,21 @@ class Stack {
     }
   }
 
+  private recordProcs(): void {
+    const entries = [...this.children.values()].flatMap((child) =>
+      child.pid === undefined ? [] : [{ pid: child.pid, marker: path.join(this.root, 'dist') }],
+    );
+    if (this.nats !== undefined) entries.push({ pid: this.nats.pid, marker: this.varDir });
+    recordProcs(this.varDir, entries);
+  }
+
   async stop(): Promise<void> {
     this.stopping = true;
     await Promise.all([...this.children.values()].map((child) => terminate(child, 'SIGTERM', 5_000)));
     await this.libvirtd?.stop();
     await this.nats?.stop();
     rmSync(path.join(this.varDir, 'nats.url'), { force: true });
+    rmSync(procsFile(this.varDir), { force: true });
   }
 
   /** Last resort on an abrupt exit: no child outlives the stack. */

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { tmpDataDir } from '@qubes-bus/testing';
@@ -23,6 +23,30 @@ function qvmLs(env: NodeJS.ProcessEnv): { status: number | null; stdout: string;
   const started = Date.now();
   const run = spawnSync('npx', ['qvm-ls'], { cwd: ROOT, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 20_000 });
   return { status: run.status, stdout: run.stdout, stderr: run.stderr, ms: Date.now() - started };
+}
+
+/** Runs `npm start` in its own process group and waits for its "running" line. */
+async function startStack(env: NodeJS.ProcessEnv): Promise<Array<Record<string, unknown>>> {
+  stack = spawn('npm', ['start'], { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: Array<Record<string, unknown>> = [];
+  let stderr = '';
+  stack.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  await new Promise<void>((resolve, reject) => {
+    let buffer = '';
+    stack!.stdout!.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      for (let nl = buffer.indexOf('\n'); nl >= 0; nl = buffer.indexOf('\n')) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        if (!line.startsWith('{')) continue;
+        const parsed = JSON.parse(line) as Record<string, unknown>;
+        lines.push(parsed);
+        if (String(parsed['msg']).startsWith('qubes-bus is running')) resolve();
+      }
+    });
+    stack!.once('exit', (code) => reject(new Error(`npm start exited (${code}): ${stderr}`)));
+  });
+  return lines;
 }
 
 afterAll(async () => {
@@ -52,30 +76,11 @@ describe('the embedded stack and qvm-ls, end to end', () => {
     expect(fromEnv.stderr).toMatch(/^ERROR: the qubes bus is unreachable at .*\(from QUBES_NATS_URL/);
   });
 
-  it('npm start brings up the stack; npx qvm-ls lists dom0; a second start refuses; Ctrl-C stops it all', async () => {
+  it('npm start brings up the stack; npx qvm-ls lists dom0; a second start refuses; a stack killed outright is cleaned up by the next start; Ctrl-C stops it all', async () => {
     mkdirSync(varDir.path, { recursive: true });
     const env: NodeJS.ProcessEnv = { ...process.env, QUBES_VAR_DIR: varDir.path, LOG_FORMAT: 'json' };
     delete env['QUBES_NATS_URL'];
-    stack = spawn('npm', ['start'], { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    const lines: Array<Record<string, unknown>> = [];
-    let stderr = '';
-    stack.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const running = new Promise<void>((resolve, reject) => {
-      let buffer = '';
-      stack!.stdout!.on('data', (chunk: Buffer) => {
-        buffer += chunk.toString();
-        for (let nl = buffer.indexOf('\n'); nl >= 0; nl = buffer.indexOf('\n')) {
-          const line = buffer.slice(0, nl);
-          buffer = buffer.slice(nl + 1);
-          if (!line.startsWith('{')) continue;
-          const parsed = JSON.parse(line) as Record<string, unknown>;
-          lines.push(parsed);
-          if (String(parsed['msg']).startsWith('qubes-bus is running')) resolve();
-        }
-      });
-      stack!.once('exit', (code) => reject(new Error(`npm start exited (${code}): ${stderr}`)));
-    });
-    await running;
+    let lines = await startStack(env);
     expect(new Set(lines.map((l) => l['service']))).toEqual(new Set(['stack', 'vm-registry']));
     expect(existsSync(path.join(varDir.path, 'lib/qubes/qubes.xml'))).toBe(true);
 
@@ -92,8 +97,15 @@ describe('the embedded stack and qvm-ls, end to end', () => {
     expect(second.status).not.toBe(0);
     expect(second.stderr).toMatch(/ERROR: the qubes-bus stack is already running here \(pid \d+\)/);
 
+    // Killed outright, the stack leaves its nats-server and services behind; the next start
+    // stops them and comes up on the same store.
+    process.kill(Number(readFileSync(path.join(varDir.path, 'stack.pid'), 'utf8')), 'SIGKILL');
+    lines = await startStack(env);
+    expect(lines.filter((l) => l['msg'] === 'stopping a process left over by a stack that died')).toHaveLength(2);
+    expect(qvmLs({ QUBES_VAR_DIR: varDir.path, QUBES_NATS_URL: '' }).stdout).toContain('dom0  Running  AdminVM');
+
     const exited = new Promise<string>((resolve) => stack!.once('exit', (code, signal) => resolve(signal ?? String(code))));
-    process.kill(-stack.pid!, 'SIGINT'); // what Ctrl-C on its terminal sends to the whole group
+    process.kill(-stack!.pid!, 'SIGINT'); // what Ctrl-C on its terminal sends to the whole group
     // npm itself dies of the SIGINT, as on a terminal; the stack then stops in order.
     expect(['0', 'SIGINT']).toContain(await exited);
     const deadline = Date.now() + 15_000;

@@ -1,6 +1,6 @@
 export { Bus, connectBus, DEFAULT_REQUEST_TIMEOUT_MS } from './bus';
 export type { RequestOptions } from './bus';
-export { connectNats, DEFAULT_NATS_URL, redactUrl, serverOptions } from './connect';
+export { CLIENT_TUNING, connectNats, DEFAULT_NATS_URL, redactUrl, serverOptions } from './connect';
 export type { ConnectOptions } from './connect';
 export type { EventSubscription, ReceivedEvent, SubscribeOptions } from './events';
 export type { BusService, Handler, HandlerContext, ServiceOptions } from './serve';

@@ -84,10 +84,12 @@ export async function createBusService(bus: Bus, name: ServiceName, options: Ser
  */
 async function answer<E extends Endpoint>(bus: Bus, endpoint: E, handler: Handler<E>, msg: ServiceMsg, root: Logger): Promise<void> {
   const reqId = msg.headers?.get(REQUEST_ID_HEADER) || nuid.next();
-  const log = requestLogger(root, { reqId, subject: msg.subject });
-  const started = process.hrtime.bigint();
-  const replyHeaders = natsHeaders();
-  replyHeaders.set(REQUEST_ID_HEADER, reqId);
+  // The child logger is made on first use: most requests never log, and making one costs more
+  // than answering a small request (pino applies redaction to its bindings).
+  let child: Logger | undefined;
+  const log = (): Logger => (child ??= requestLogger(root, { reqId, subject: msg.subject }));
+  const debug = root.isLevelEnabled('debug');
+  const started = debug ? process.hrtime.bigint() : 0n;
   try {
     if (msg.data.length > endpoint.maxRequestBytes) {
       throw new QubesError('PAYLOAD_TOO_LARGE', `the request is ${msg.data.length} bytes; ${endpoint.method} takes at most ${endpoint.maxRequestBytes}`, {
@@ -100,7 +102,9 @@ async function answer<E extends Endpoint>(bus: Bus, endpoint: E, handler: Handle
     const dest = endpoint.kind === 'api' ? destOf(msg.subject) : undefined;
     const ctx: HandlerContext = {
       reqId,
-      log,
+      get log() {
+        return log();
+      },
       subject: msg.subject,
       dest,
       request: (next, body, options = {}) => bus.request(next, body, { ...options, reqId }),
@@ -110,12 +114,16 @@ async function answer<E extends Endpoint>(bus: Bus, endpoint: E, handler: Handle
     if (!checked.success) {
       throw new Error(`${endpoint.method} handler returned a reply that breaks its contract: ${checked.error.message}`);
     }
-    msg.respond(encodeJson(checked.data), { headers: replyHeaders });
-    log.debug({ ms: elapsedMs(started) }, 'answered');
+    // No headers on a success: the caller knows its request id, and headers cost more to
+    // encode and parse than a small reply.
+    msg.respond(encodeJson(checked.data));
+    if (debug) log().debug({ ms: elapsedMs(started) }, 'answered');
   } catch (err) {
-    const failure = sortFailure(err, endpoint, reqId, log);
+    const failure = sortFailure(err, endpoint, reqId, log());
+    const replyHeaders = natsHeaders();
+    replyHeaders.set(REQUEST_ID_HEADER, reqId);
     msg.respondError(failure.status, headerSafe(failure.message), encodeJson(failure.toBody()), { headers: replyHeaders });
-    log.debug({ ms: elapsedMs(started), code: failure.code }, 'answered with an error');
+    if (debug) log().debug({ ms: elapsedMs(started), code: failure.code }, 'answered with an error');
   }
 }
 

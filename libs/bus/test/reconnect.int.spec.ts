@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { defineApi, defineEvent, DestScope, EVENT_STREAM, ServiceName } from '@qubes-bus/contracts';
-import { captureLog, startNats, type TestNats } from '@qubes-bus/testing';
+import { captureLog, collectEvents, startNats, type TestNats } from '@qubes-bus/testing';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as z from 'zod/mini';
-import { connectBus, type Bus, type BusService, type EventSubscription, type ReceivedEvent } from '../src';
+import { connectBus, type Bus, type BusService } from '../src';
 
 const Ping = defineApi({
   method: 'test.Ping',
@@ -25,26 +25,6 @@ let nats: TestNats;
 let service: Bus;
 let publisher: Bus;
 let busService: BusService;
-
-/** Reads events until `count` have arrived, or fails after `timeoutMs`. */
-async function take(sub: EventSubscription, count: number, timeoutMs = 15_000): Promise<ReceivedEvent[]> {
-  const got: ReceivedEvent[] = [];
-  if (count === 0) return got;
-  const iterator = sub[Symbol.asyncIterator]();
-  const timer = new AbortController();
-  const timeout = sleep(timeoutMs, 'timeout' as const, { signal: timer.signal }).catch(() => 'aborted' as const);
-  try {
-    while (got.length < count) {
-      const next = await Promise.race([iterator.next(), timeout]);
-      if (next === 'timeout') throw new Error(`only ${got.length} of ${count} events arrived`);
-      if (next === 'aborted' || next.done) break;
-      got.push(next.value);
-    }
-  } finally {
-    timer.abort();
-  }
-  return got;
-}
 
 /** Calls until the service answers again (it reconnects by itself, with jitter). */
 async function pingUntilAnswered(client: Bus, timeoutMs = 15_000): Promise<number> {
@@ -109,7 +89,7 @@ describe('the bus across a nats-server restart', () => {
   it('lets a subscriber that was offline resume from its last sequence: every missed event, in order, once', async () => {
     const first = await service.subscribe(Tick.pattern());
     publishTicks(1, 5);
-    const seen = await take(first, 5);
+    const seen = await collectEvents(first, 5);
     expect(seen.map((e) => e.message['n'])).toEqual([1, 2, 3, 4, 5]);
     expect(seen[0]).toMatchObject({ subject: 'qubes.vm.my=2Ework.test-tick', message: { vm: 'my.work', event: 'test-tick' } });
     const lastSeq = seen[4]!.seq;
@@ -124,13 +104,13 @@ describe('the bus across a nats-server restart', () => {
     await publisher.nc.flush();
 
     const resumed = await service.subscribe(Tick.pattern(), { after: lastSeq });
-    const missed = await take(resumed, 5);
+    const missed = await collectEvents(resumed, 5);
     expect(missed.map((e) => e.message['n'])).toEqual([6, 7, 8, 9, 10]);
     expect(missed.map((e) => e.seq)).toEqual([...missed.map((e) => e.seq)].sort((a, b) => a - b));
     expect(missed[0]!.seq).toBeGreaterThan(lastSeq);
     // ...and nothing more: no event is delivered twice.
     publishTicks(11, 11);
-    const [next] = await take(resumed, 1);
+    const [next] = await collectEvents(resumed, 1);
     expect(next?.message['n']).toBe(11);
     await resumed.stop();
   });
@@ -139,11 +119,11 @@ describe('the bus across a nats-server restart', () => {
     const sub = await service.subscribe(Tick.pattern({ vm: 'my.work' }));
     publishTicks(100, 102);
     await publisher.nc.flush();
-    const before = await take(sub, 3);
+    const before = await collectEvents(sub, 3);
     await nats.restart();
     await pingUntilAnswered(publisher);
     publishTicks(103, 106);
-    const after = await take(sub, 4, 20_000);
+    const after = await collectEvents(sub, 4, 20_000);
     expect([...before, ...after].map((e) => e.message['n'])).toEqual([100, 101, 102, 103, 104, 105, 106]);
     await sub.stop();
   });

@@ -160,7 +160,7 @@ describe('serve() and request() over a real nats-server', () => {
   it('carries the request id in Qubes-Request-Id to the handler and on to onward calls', async () => {
     const reply = await client.request(Relay, {}, { reqId: 'trace-me-42' });
     expect(reply).toEqual({ mine: 'trace-me-42', onward: 'trace-me-42' });
-    const raw = await client.nc.request('qubes.api.dom0.test.Relay', '{}', {
+    const raw = await client.nc.request('qubes.api.dom0.test.Explode', '{"payload": {"how": "bug"}}', {
       timeout: 5_000,
       headers: (() => {
         const h = natsHeaders();
@@ -168,7 +168,8 @@ describe('serve() and request() over a real nats-server', () => {
         return h;
       })(),
     });
-    expect(raw.headers?.get('Qubes-Request-Id')).toBe('from-header');
+    expect(raw.headers?.get('Qubes-Request-Id')).toBe('from-header'); // error replies carry it back
+    expect(raw.json()).toMatchObject({ code: 'INTERNAL', details: { reqId: 'from-header' } });
     const lines = serverLog.lines().filter((l) => l['reqId'] === 'trace-me-42');
     expect(lines.map((l) => l['subject'])).toEqual(
       expect.arrayContaining(['qubes.api.dom0.test.Relay', 'qubes.api.work.test.Echo']),

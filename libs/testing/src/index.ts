@@ -7,3 +7,4 @@ export type { Libvirtd, LibvirtdOptions } from '@qubes-bus/daemons';
 export { captureLog } from './capture-log';
 export type { CapturedLog } from './capture-log';
 export { rejectionOf, thrownBy } from './failures';
+export { collectEvents } from './collect-events';
