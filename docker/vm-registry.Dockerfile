@@ -13,6 +13,8 @@ ENV QUBES_DATA_DIR=/var/lib/qubes \
     QUBES_NATS_URL=nats://nats:4222 \
     LOG_LEVEL=info \
     LOG_FORMAT=json
+# A named volume takes the owner of the directory it mounts over.
+RUN mkdir -p /var/lib/qubes && chown node:node /var/lib/qubes
 VOLUME /var/lib/qubes
 USER node
 CMD ["node", "--enable-source-maps", "/app/main.js"]

@@ -26,6 +26,34 @@ function fatal(line) {
 const [major] = process.versions.node.split('.').map(Number);
 if (major < 20) fatal(`Node.js 20 or later is needed; this is ${process.version}`);
 
+// --- a stack already running here: say so before installing or rebuilding anything --------
+if (!prepareOnly) {
+  const pidFile = path.join(path.resolve(process.env.QUBES_VAR_DIR ?? path.join(root, 'var')), 'stack.pid');
+  let pid = NaN;
+  try {
+    pid = Number(readFileSync(pidFile, 'utf8').trim());
+  } catch {
+    // none
+  }
+  if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) {
+    fatal(`the qubes-bus stack is already running here (pid ${pid}); stop it with Ctrl-C in its terminal or 'kill ${pid}'`);
+  }
+}
+
+function pidAlive(pid) {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return err.code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;
+  }
+}
+
 // --- npm packages --------------------------------------------------------------------------
 const installedMarker = path.join(root, 'node_modules/.package-lock.json');
 const lock = path.join(root, 'package-lock.json');

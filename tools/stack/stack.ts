@@ -26,30 +26,36 @@ export async function main(root: string): Promise<void> {
   killLeftovers(varDir, log);
   const stack = new Stack(root, varDir, log);
   let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
+  const stop = (reason: string, exitCode: number): void => {
+    if (stopping) {
+      // A second Ctrl-C: do not wait for an orderly stop any longer.
+      log.warn({ reason }, 'stopping at once');
+      stack.killAll();
+      rmSync(pidFile, { force: true });
+      process.exit(1);
+    }
     stopping = true;
-    log.info({ signal }, 'stopping the stack');
+    log.info({ reason }, 'stopping the stack');
     void stack.stop().finally(() => {
       rmSync(pidFile, { force: true });
       log.info('stopped');
-      process.exit(0);
+      process.exit(exitCode);
     });
   };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGHUP', () => stop('SIGHUP')); // its terminal closed
+  process.on('SIGINT', () => stop('SIGINT', 0));
+  process.on('SIGTERM', () => stop('SIGTERM', 0));
+  process.on('SIGHUP', () => stop('SIGHUP', 0)); // its terminal closed
   process.on('exit', () => {
     stack.killAll();
     rmSync(pidFile, { force: true });
   });
+  stack.onFatal = (reason) => stop(reason, 1);
   try {
     await stack.start();
   } catch (err) {
     process.stderr.write(`ERROR: ${(err as Error).message}\n`);
     log.debug({ err }, 'the stack could not start');
-    stop('start failure');
-    process.exitCode = 1;
+    stop('start failure', 1);
   }
 }
 
@@ -140,6 +146,8 @@ class Stack {
   private libvirtd: Libvirtd | undefined;
   private readonly children = new Map<string, ChildProcess>();
   private stopping = false;
+  /** Called when the stack cannot go on (a service that dies at every start). */
+  onFatal: (reason: string) => void = () => undefined;
 
   constructor(
     private readonly root: string,
@@ -199,7 +207,7 @@ class Stack {
       const quick = Date.now() - started < 10_000 ? quickFailures + 1 : 0;
       if (quick >= MAX_QUICK_FAILURES) {
         this.log.error({ service: app.name, code, signal }, 'service keeps failing at start; stopping the stack');
-        process.kill(process.pid, 'SIGTERM');
+        this.onFatal(`${app.name} keeps failing`);
         return;
       }
       this.log.warn({ service: app.name, code, signal }, `service exited; restarting it in ${RESTART_DELAY_MS} ms`);

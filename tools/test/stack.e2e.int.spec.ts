@@ -50,10 +50,19 @@ async function startStack(env: NodeJS.ProcessEnv): Promise<Array<Record<string, 
 }
 
 afterAll(async () => {
+  // Whatever a failed test left: npm's group, and the stack's detached nats-server and services.
+  const pids = [-(stack?.pid ?? 0)];
   try {
-    if (stack?.pid !== undefined) process.kill(-stack.pid, 'SIGKILL');
+    pids.push(...readFileSync(path.join(varDir.path, 'stack.procs'), 'utf8').split('\n').filter(Boolean).map((l) => Number(l.split(' ')[0])));
   } catch {
-    // the whole group has gone already
+    // the stack stopped cleanly
+  }
+  for (const pid of pids.filter((p) => p !== 0)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
   }
   varDir.remove();
 });

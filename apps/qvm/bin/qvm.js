@@ -16,4 +16,8 @@ try {
   }
   throw err;
 }
-cli.run(path.basename(process.argv[1]), process.argv.slice(2));
+cli.run(path.basename(process.argv[1]), process.argv.slice(2)).catch((err) => {
+  // run() reports every failure itself; anything reaching here is a bug in the tool.
+  process.stderr.write(`ERROR: ${err && err.stack ? err.stack : err}\n`);
+  process.exitCode = 1;
+});

@@ -39,13 +39,19 @@ export async function run(tool: string, argv: readonly string[]): Promise<void> 
       return bus;
     },
   };
-  const command = make(ctx).exitOverride();
+  const command = make(ctx)
+    .exitOverride()
+    // Usage errors are failures too: one ERROR line (commander's help text still goes out as is).
+    .configureOutput({ outputError: (text, write) => write(`ERROR: ${text.replace(/^error: /, '')}`) });
   try {
     await command.parseAsync([...argv], { from: 'user' });
   } catch (err) {
     if (err instanceof CommanderError) {
-      // commander has printed usage or its own message already
+      // commander has printed usage or its message already
       process.exitCode = err.exitCode === 0 ? 0 : 2;
+    } else if (isQubesError(err, 'SERVICE_UNAVAILABLE')) {
+      // The bus answers but the service does not: often another nats-server on the default port.
+      fail(`${err.message} (bus at ${redactUrl(target.url)}, from ${target.source}; start the stack with 'npm start')`, err);
     } else {
       fail(err instanceof Error ? err.message : String(err), err);
     }

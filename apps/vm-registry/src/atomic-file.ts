@@ -14,12 +14,12 @@ export async function writeFileAtomic(target: string, text: string, options: { e
   const handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, options.mode ?? 0o660);
   let created = true;
   try {
-    await handle.writeFile(text, 'utf8');
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
+    try {
+      await handle.writeFile(text, 'utf8');
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     if (options.exclusive) {
       try {
         await fs.link(temp, target);

@@ -82,11 +82,17 @@ export class Bus {
     return parsed.data as ReplyOf<E>;
   }
 
+  /** Events of this connection are stored one after the other, so the stream keeps their order. */
+  private publishing: Promise<unknown> = Promise.resolve();
+
   /**
-   * Publishes an event on its subject (`qubes.vm.<vm>.<event>[.<qualifier>]`); the event
-   * stream keeps it. Fields are checked against the descriptor: a mismatch is a bug, thrown.
+   * Publishes an event on its subject (`qubes.vm.<vm>.<event>[.<qualifier>]`) and resolves with
+   * its stream sequence once the stream has stored it. Events of one connection are stored in
+   * the order they were published, each once, through server restarts; EVENT_NOT_STORED if the
+   * stream cannot take it for 30 s. Fields are checked against the descriptor: a mismatch is a
+   * bug, thrown at once.
    */
-  publish<E extends EventDescriptor>(event: E, target: { vm?: string; qualifier?: string }, fields: EventFieldsOf<E>): void {
+  publish<E extends EventDescriptor>(event: E, target: { vm?: string; qualifier?: string }, fields: EventFieldsOf<E>): Promise<number> {
     const subject = event.subject(target);
     const checked = event.fields.parse(fields) as Record<string, unknown>;
     const message = {
@@ -95,7 +101,10 @@ export class Bus {
       event: event.qubesName(target.qualifier),
       ts: new Date().toISOString(),
     };
-    this.nc.publish(subject, encodeJson(message));
+    const data = encodeJson(message);
+    const stored = this.publishing.then(async () => (await loadEvents()).storeEvent(this.nc, subject, data));
+    this.publishing = stored.catch(() => undefined);
+    return stored;
   }
 
   /** Creates (or brings up to date) the event stream; idempotent, safe from every service. */

@@ -9,8 +9,9 @@ import {
   type ConsumerMessages,
   type StreamConfig,
 } from '@nats-io/jetstream';
-import { nanos, type NatsConnection } from '@nats-io/nats-core';
-import { EVENT_STREAM, eventEnvelope, type EventEnvelope } from '@qubes-bus/contracts';
+import { nanos, nuid, type NatsConnection } from '@nats-io/nats-core';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { EVENT_STREAM, eventEnvelope, QubesError, type EventEnvelope } from '@qubes-bus/contracts';
 import * as z from 'zod/mini';
 
 /** The envelope, with whatever fields the event carries besides. */
@@ -31,6 +32,11 @@ export interface SubscribeOptions {
 }
 
 export interface EventSubscription extends AsyncIterable<ReceivedEvent> {
+  /**
+   * When resuming: the sequences that were asked for but are no longer kept (older than the
+   * stream's age or size limit), so the subscriber knows it missed them; null when none were.
+   */
+  readonly lost: { readonly from: number; readonly to: number } | null;
   /** Ends the iteration. */
   stop(): Promise<void>;
 }
@@ -64,21 +70,46 @@ export async function ensureEventStream(nc: NatsConnection): Promise<void> {
   }
 }
 
+/** How long a publisher keeps trying to store one event (a server restart takes a second or two). */
+export const EVENT_PUBLISH_PATIENCE_MS = 30_000;
+
+/**
+ * Stores one event in the stream and returns its sequence, retrying through a server restart;
+ * the message id lets the stream drop the copy of a retry whose first try was stored after all.
+ */
+export async function storeEvent(nc: NatsConnection, subject: string, data: Uint8Array): Promise<number> {
+  const js = jetstream(nc);
+  const msgID = nuid.next();
+  const deadline = Date.now() + EVENT_PUBLISH_PATIENCE_MS;
+  for (let delay = 50; ; delay = Math.min(delay * 2, 1_000)) {
+    try {
+      return (await js.publish(subject, data, { msgID, timeout: 2_000 })).seq;
+    } catch (err) {
+      if (Date.now() > deadline) {
+        throw new QubesError('EVENT_NOT_STORED', `the event stream did not store ${subject}: ${(err as Error).message}`, { cause: err });
+      }
+      await sleep(delay);
+    }
+  }
+}
+
 /**
  * An ordered consumer on the event stream: it delivers in stream order, each event once, and
  * after a server restart or a reconnect it recreates itself after the last sequence it
  * delivered, so nothing is missed and nothing repeats.
  */
 export async function subscribeEvents(nc: NatsConnection, pattern: string, options: SubscribeOptions): Promise<EventSubscription> {
-  const js = jetstream(nc);
+  await ensureEventStream(nc);
+  const { state } = await (await jetstreamManager(nc)).streams.info(EVENT_STREAM.name);
   // "From now on" is pinned to the stream's last sequence here, not left to the moment the
   // server creates the consumer (later, asynchronously): an event published once this function
   // has returned is always delivered.
-  const after = options.after ?? (await (await jetstreamManager(nc)).streams.info(EVENT_STREAM.name)).state.last_seq;
-  const consumer = await js.consumers.get(EVENT_STREAM.name, {
+  const after = options.after ?? state.last_seq;
+  const lost = after + 1 < state.first_seq ? { from: after + 1, to: state.first_seq - 1 } : null;
+  const consumer = await jetstream(nc).consumers.get(EVENT_STREAM.name, {
     filter_subjects: pattern,
     deliver_policy: DeliverPolicy.StartSequence,
-    opt_start_seq: after + 1,
+    opt_start_seq: Math.max(after + 1, state.first_seq),
   });
   // Short pulls: a restarted server is noticed (missed heartbeats) within a couple of seconds.
   const messages: ConsumerMessages = await consumer.consume({ expires: 2_000 });
@@ -91,6 +122,7 @@ export async function subscribeEvents(nc: NatsConnection, pattern: string, optio
   }
   const iterator = events();
   return {
+    lost,
     [Symbol.asyncIterator]: () => iterator,
     async stop() {
       // The consumer only reports itself closed once its queue is read to the end; ending our

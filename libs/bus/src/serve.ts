@@ -39,7 +39,7 @@ export interface BusService {
   readonly name: ServiceName;
   /** Answers `endpoint` with `handler`; every failure becomes an error reply, never a crash. */
   serve<E extends Endpoint>(endpoint: E, handler: Handler<E>): void;
-  /** Stops taking requests; requests already taken are still answered by a later drain. */
+  /** Stops taking requests, and resolves once every request already taken is answered. */
   stop(): Promise<void>;
   readonly service: Service;
 }
@@ -52,6 +52,8 @@ export async function createBusService(bus: Bus, name: ServiceName, options: Ser
     queue: name,
   });
   const log = bus.log;
+  // Requests being answered: stop() waits for them, so none is cut off by a drain.
+  const inFlight = new Set<Promise<void>>();
   return {
     name,
     service,
@@ -67,12 +69,16 @@ export async function createBusService(bus: Bus, name: ServiceName, options: Ser
             log.error({ err, endpoint: endpoint.method }, 'endpoint subscription failed');
             return;
           }
-          void answer(bus, endpoint, handler, msg, log);
+          const done = answer(bus, endpoint, handler, msg, log)
+            .catch((failure: unknown) => log.error({ err: failure, subject: msg.subject }, 'could not send a reply'))
+            .finally(() => inFlight.delete(done));
+          inFlight.add(done);
         },
       });
     },
     async stop() {
       await service.stop();
+      await Promise.all(inFlight);
     },
   };
 }
@@ -128,15 +134,22 @@ async function answer<E extends Endpoint>(bus: Bus, endpoint: E, handler: Handle
 }
 
 function sortFailure(err: unknown, endpoint: Endpoint, reqId: string, log: Logger): QubesError {
-  if (isQubesError(err) && err.kind !== 'internal' && err.kind !== 'transport') {
-    log.info({ code: err.code, msg: err.message }, 'request refused');
+  if (isQubesError(err) && err.kind === 'user') {
+    // Raised here, or by a service this handler called (no such VM is no such VM either way).
+    log.info({ code: err.code, msg: err.message, remote: err.remote }, 'request refused');
+    return err;
+  }
+  if (isQubesError(err) && err.kind === 'bad-request' && !err.remote) {
+    log.info({ code: err.code, msg: err.message }, 'bad request');
     return err;
   }
   if (isQubesError(err) && err.kind === 'transport') {
-    // An onward call failed: the caller sees which service was missing, not a bare INTERNAL.
+    // An onward call could not be made: the caller sees which service was missing.
     log.warn({ err }, 'onward call failed');
     return err;
   }
+  // A bug: here, or a malformed onward call (its BAD_REQUEST names a field of *our* request to
+  // another service, which means nothing to our caller).
   log.error({ err, method: endpoint.method }, 'request failed unexpectedly');
   return new QubesError('INTERNAL', `internal error in ${endpoint.service} while handling ${endpoint.method} (request ${reqId})`, {
     details: { reqId },

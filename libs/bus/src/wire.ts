@@ -54,10 +54,11 @@ export function errorFromReply(msg: Msg): QubesError | undefined {
   if (isErrorCode(body.code)) {
     return new QubesError(body.code, typeof body.message === 'string' ? body.message : description, {
       ...(body.details !== undefined && typeof body.details === 'object' ? { details: body.details } : {}),
+      remote: true,
     });
   }
   const code = Number(status) < 500 ? 'BAD_REQUEST' : 'INTERNAL';
-  return new QubesError(code, description, { details: { status: Number(status) } });
+  return new QubesError(code, description, { details: { status: Number(status) }, remote: true });
 }
 
 export function statusOf(err: QubesError): number {

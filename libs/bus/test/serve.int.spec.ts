@@ -34,6 +34,15 @@ const Relay = defineApi({
   reply: z.object({ mine: z.string(), onward: z.string() }),
   errors: [],
 });
+const Forward = defineApi({
+  method: 'test.Forward',
+  service: ServiceName.VmRegistry,
+  scope: DestScope.Dom0,
+  summary: 'makes an onward call, well or badly',
+  payload: z.enum(['malformed', 'missing-vm']),
+  reply: z.null(),
+  errors: ['VM_NOT_FOUND'],
+});
 const Nobody = defineApi({
   method: 'test.Nobody',
   service: ServiceName.Storage,
@@ -66,6 +75,11 @@ beforeAll(async () => {
     if (payload.how === 'user') throw new QubesError('VM_NOT_FOUND', 'no such domain: ghost');
     const data: Record<string, { deeper: string }> = {};
     return data['missing']!.deeper as unknown as null; // a genuine TypeError
+  });
+  service.serve(Forward, async ({ payload }, ctx) => {
+    if (payload === 'malformed') await ctx.request(Echo, { payload: { text: 1 } } as never, { dest: 'work' });
+    else await ctx.request(Explode, { payload: { how: 'user' } });
+    return null;
   });
   service.serve(Relay, async (_req, ctx) => {
     const onward = await ctx.request(Echo, { payload: { text: '', count: 0 } }, { dest: 'work' });
@@ -115,6 +129,14 @@ describe('serve() and request() over a real nats-server', () => {
 
     const next = await client.request(Echo, { payload: { text: 'still here', count: 1 } }, { dest: 'work' });
     expect(next.text).toBe('still here');
+  });
+
+  it('answers a malformed onward call as INTERNAL (a bug here), but passes an onward user error through', async () => {
+    const malformed = await rejectionOf(client.request(Forward, { payload: 'malformed' }));
+    expect(malformed.code).toBe('INTERNAL');
+    expect(malformed.details?.['field']).toBeUndefined();
+    const missing = await rejectionOf(client.request(Forward, { payload: 'missing-vm' }));
+    expect([missing.code, missing.message]).toEqual(['VM_NOT_FOUND', 'no such domain: ghost']);
   });
 
   it('passes a user error through with its code and message', async () => {
@@ -200,6 +222,29 @@ describe('serve() and request() over a real nats-server', () => {
     for await (const s of await svc.stats('vm-registry')) stats.push(s);
     const echo = stats[0]?.endpoints?.find((e) => e.subject === 'qubes.api.*.test.Echo');
     expect(echo?.num_requests).toBeGreaterThan(5);
+  });
+
+  it('on stop, answers the requests it has already taken before letting go', async () => {
+    const other = await connectBus({ url: nats.url, name: 'stopping', log: captureLog('stopping').log, mode: 'service' });
+    const otherService = await other.createService(ServiceName.VmRegistry, { version: '0.1.0', description: 'test' });
+    const SlowOnly = defineApi({
+      method: 'test.SlowOnly',
+      service: ServiceName.VmRegistry,
+      scope: DestScope.Dom0,
+      summary: 'slow, on one instance',
+      reply: z.literal('done'),
+      errors: [],
+    });
+    otherService.serve(SlowOnly, async () => {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      return 'done' as const;
+    });
+    await other.nc.flush();
+    const pending = client.request(SlowOnly, {});
+    await new Promise((resolve) => setTimeout(resolve, 50)); // taken, not yet answered
+    await otherService.stop();
+    await other.close();
+    expect(await pending).toBe('done');
   });
 
   it('spreads requests over the instances of one service (one queue group), each answered once', async () => {

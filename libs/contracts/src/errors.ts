@@ -69,6 +69,11 @@ export const ERROR_CATALOG = {
     kind: ErrorKind.Transport,
     summary: 'The bus is up but no service answers that subject (the service is not running).',
   },
+  EVENT_NOT_STORED: {
+    status: 503,
+    kind: ErrorKind.Transport,
+    summary: 'The event stream did not confirm an event within 30 s (the bus was down or the stream is missing).',
+  },
   TIMEOUT: {
     status: 504,
     kind: ErrorKind.Transport,
@@ -97,15 +102,18 @@ export class QubesError extends Error {
   override name = 'QubesError';
   readonly code: ErrorCode;
   readonly details: Record<string, unknown> | undefined;
+  /** Raised by another service and carried back over the bus, rather than raised here. */
+  readonly remote: boolean;
 
   constructor(
     code: ErrorCode,
     message: string,
-    options: { details?: Record<string, unknown>; cause?: unknown } = {},
+    options: { details?: Record<string, unknown>; cause?: unknown; remote?: boolean } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.details = options.details;
+    this.remote = options.remote ?? false;
   }
 
   get status(): number {

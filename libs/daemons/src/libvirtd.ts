@@ -1,18 +1,20 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { QubesError } from '@qubes-bus/contracts';
 import { findBinary, requireBinary } from './binaries';
+import { withFileLock } from './file-lock';
 import { canConnect, pidAlive, terminate, terminatePid, waitFor } from './process';
 
 const execFileAsync = promisify(execFile);
 
 /**
- * `qemu`: real QEMU domains (type `qemu`, TCG). Its state paths under /run/libvirt and
- * /var/lib/libvirt are fixed, so one such daemon serves the whole machine: every user takes a
- * lease on it, and the last one to let go stops it.
+ * `qemu`: real QEMU domains (type `qemu`, TCG). Where the system libvirtd runs (a systemd host
+ * that installed libvirt-daemon-system), that is the one to use: a second QEMU-driver daemon
+ * could not take its state paths under /run/libvirt. Otherwise one private daemon serves the
+ * machine, root only: every user takes a lease on it and the last one to let go stops it.
  * `test`: libvirt's test driver, in a private daemon per caller; fast, no guests, no hot-plug.
  */
 export const LibvirtDriver = { Qemu: 'qemu', Test: 'test' } as const;
@@ -21,30 +23,50 @@ export type LibvirtDriver = (typeof LibvirtDriver)[keyof typeof LibvirtDriver];
 export interface Libvirtd {
   readonly uri: string;
   readonly driver: LibvirtDriver;
-  /** Lets go of the daemon (stops it if this was its last user). */
+  /** Lets go of the daemon (stops it if this was its last user and we started it). */
   stop(): Promise<void>;
 }
 
 export interface LibvirtdOptions {
-  /** Default: `qemu` where QEMU is installed, else `test`. */
+  /** Default: `qemu` where QEMU can run here (see defaultLibvirtDriver), else `test`. */
   driver?: LibvirtDriver;
   /** `test` driver only: where its socket and log go (default: a new temporary directory). */
   dir?: string;
-  /** `qemu` driver only: the machine-wide directory of the shared daemon. */
+  /** `qemu` driver only: the directory of the shared private daemon. */
   sharedDir?: string;
 }
 
-export function defaultLibvirtDriver(): LibvirtDriver {
-  return findBinary('qemu-system-x86_64') !== null ? LibvirtDriver.Qemu : LibvirtDriver.Test;
+const SYSTEM_SOCKET = '/run/libvirt/libvirt-sock';
+const SYSTEM_URI = 'qemu:///system';
+
+function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+/** `qemu` where real domains can run: a system libvirtd answers, or we are root with QEMU installed. */
+export async function defaultLibvirtDriver(): Promise<LibvirtDriver> {
+  if (await canConnect(SYSTEM_SOCKET)) return LibvirtDriver.Qemu;
+  return isRoot() && findBinary('qemu-system-x86_64') !== null ? LibvirtDriver.Qemu : LibvirtDriver.Test;
 }
 
 export async function startLibvirtd(options: LibvirtdOptions = {}): Promise<Libvirtd> {
-  const driver = options.driver ?? defaultLibvirtDriver();
-  return driver === LibvirtDriver.Qemu
-    ? acquireSharedQemuDaemon(options.sharedDir ?? process.env['QUBES_LIBVIRTD_DIR'] ?? path.join(tmpdir(), 'qubes-bus-libvirtd'))
-    : options.dir !== undefined
+  const driver = options.driver ?? (await defaultLibvirtDriver());
+  if (driver === LibvirtDriver.Test) {
+    return options.dir !== undefined
       ? startTestDriverDaemon(options.dir, false)
       : startTestDriverDaemon(mkdtempSync(path.join(tmpdir(), 'qubes-bus-libvirt-test-')), true);
+  }
+  if (await canConnect(SYSTEM_SOCKET)) {
+    return { uri: SYSTEM_URI, driver, stop: async () => undefined };
+  }
+  if (!isRoot()) {
+    throw new QubesError(
+      'DEPENDENCY_MISSING',
+      'real QEMU domains need the system libvirtd (sudo systemctl start libvirtd, and membership of the libvirt group) or root',
+      { details: { program: 'libvirtd', package: 'libvirt-daemon-system' } },
+    );
+  }
+  return acquireSharedQemuDaemon(options.sharedDir ?? process.env['QUBES_LIBVIRTD_DIR'] ?? '/run/qubes-bus/libvirtd');
 }
 
 function daemonConfig(socketDir: string): string {
@@ -128,11 +150,13 @@ const VIRTLOGD_SOCKET = '/run/libvirt/virtlogd-sock';
 async function acquireSharedQemuDaemon(sharedDir: string): Promise<Libvirtd> {
   const socket = path.join(sharedDir, 'libvirt-sock');
   const uri = `qemu:///system?socket=${socket}`;
+  ensurePrivateDir(sharedDir);
   const leases = path.join(sharedDir, 'leases');
-  mkdirSync(leases, { recursive: true });
+  mkdirSync(leases, { recursive: true, mode: 0o700 });
   const lease = path.join(leases, `${process.pid}.${Math.random().toString(36).slice(2)}`);
+  const lock = path.join(sharedDir, 'lock');
 
-  await withDirLock(sharedDir, async () => {
+  await withFileLock(lock, async () => {
     pruneDeadLeases(leases);
     const running = readPid(path.join(sharedDir, 'tini.pid'));
     if (running === null || !pidAlive(running) || !(await canConnect(socket))) {
@@ -148,7 +172,7 @@ async function acquireSharedQemuDaemon(sharedDir: string): Promise<Libvirtd> {
     driver: LibvirtDriver.Qemu,
     async stop() {
       process.removeListener('exit', dropLease);
-      await withDirLock(sharedDir, async () => {
+      await withFileLock(lock, async () => {
         dropLease();
         pruneDeadLeases(leases);
         if (readdirSync(leases).length > 0) return;
@@ -223,33 +247,14 @@ function pruneDeadLeases(leases: string): void {
 }
 
 /**
- * A lock between processes over a short critical section: `mkdir` is atomic; the holder's pid
- * inside lets a later process break the lock of one that died holding it.
+ * The shared daemon's directory holds its config, pid files and socket, and root writes there:
+ * it must be ours alone, not a directory (or a symlink) someone else prepared.
  */
-async function withDirLock<T>(dir: string, body: () => Promise<T>): Promise<T> {
-  const lockDir = path.join(dir, 'lock');
-  const owner = path.join(lockDir, 'pid');
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    try {
-      mkdirSync(lockDir);
-      writeFileSync(owner, String(process.pid));
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = readPid(owner);
-      if (holder !== null && !pidAlive(holder)) {
-        rmSync(lockDir, { recursive: true, force: true });
-        continue;
-      }
-      if (Date.now() > deadline) throw new Error(`timed out waiting for the lock ${lockDir}`);
-      await sleep(50);
-    }
-  }
-  try {
-    return await body();
-  } finally {
-    rmSync(lockDir, { recursive: true, force: true });
+function ensurePrivateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const stat = lstatSync(dir);
+  const ours = stat.isDirectory() && stat.uid === process.getuid?.() && (stat.mode & 0o077) === 0;
+  if (!ours) {
+    throw new Error(`${dir} must be a directory owned by this user with mode 0700; remove it or set QUBES_LIBVIRTD_DIR`);
   }
 }
-

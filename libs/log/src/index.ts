@@ -1,2 +1,2 @@
-export { createLogger, REDACTED_KEYS, requestLogger } from './logger';
+export { censorSecrets, createLogger, requestLogger, SECRET_KEY } from './logger';
 export type { Logger, LoggerOptions, RequestBindings } from './logger';

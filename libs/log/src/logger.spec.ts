@@ -14,7 +14,7 @@ function capture(): { stream: Writable; lines: () => Array<Record<string, unknow
 }
 
 describe('createLogger', () => {
-  it('writes JSON lines naming the service, and hides passphrases and tokens at any depth', () => {
+  it('writes JSON lines naming the service, and hides passphrases and tokens', () => {
     const out = capture();
     const log = createLogger('backup', { destination: out.stream, level: 'info' });
     log.info(
@@ -26,6 +26,20 @@ describe('createLogger', () => {
     expect(JSON.stringify(line)).not.toContain('hunter2');
     expect(JSON.stringify(line)).not.toContain('abc');
     expect(line?.['job']).toEqual({ target: '/backups', passphrase: '[redacted]' });
+  });
+
+  it('hides secrets however deep, in arrays too, and leaves the caller\'s object alone', () => {
+    const out = capture();
+    const log = createLogger('backup', { destination: out.stream });
+    const untrusted = { payload: { backup: { target: { passphrase: 'deep-secret', path: '/b' } } }, users: [{ name: 'a', password: 'pw' }] };
+    log.info({ untrusted, nkey: 'SUAM', creds: 'x', Token: 'y' }, 'request');
+    const text = JSON.stringify(out.lines()[0]);
+    for (const secret of ['deep-secret', '"pw"', 'SUAM', '"x"', '"y"']) expect(text).not.toContain(secret);
+    expect(out.lines()[0]?.['untrusted']).toEqual({
+      payload: { backup: { target: { passphrase: '[redacted]', path: '/b' } } },
+      users: [{ name: 'a', password: '[redacted]' }],
+    });
+    expect(untrusted.payload.backup.target.passphrase).toBe('deep-secret');
   });
 
   it('binds a child logger to one request id and subject, and serialises errors with their stack', () => {
