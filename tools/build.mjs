@@ -3,7 +3,7 @@
 // into dist/ with esbuild: one file each, so that a tool starts without resolving hundreds of
 // modules (qvm-ls must answer within 300 ms). Type checking is tsc's job (npm test).
 import { build } from 'esbuild';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -15,7 +15,7 @@ const entries = readdirSync(path.join(root, 'apps'))
 entries.push({ in: path.join(root, 'tools/stack/stack.ts'), out: 'tools/stack' });
 
 const started = Date.now();
-await build({
+const result = await build({
   entryPoints: entries,
   outdir: path.join(root, 'dist'),
   bundle: true,
@@ -27,7 +27,16 @@ await build({
   // Native addons and the Docker client stay outside the bundle.
   external: ['@unraid/libvirt', 'fs-ext', 'testcontainers', '@testcontainers/*'],
   logLevel: 'warning',
+  write: false,
 });
+// Each file is renamed into place whole: a service or tool starting while another build runs
+// (the tests build too) never loads half a bundle.
+for (const file of result.outputFiles) {
+  mkdirSync(path.dirname(file.path), { recursive: true });
+  const temp = `${file.path}.${process.pid}.tmp`;
+  writeFileSync(temp, file.contents);
+  renameSync(temp, file.path);
+}
 if (!process.argv.includes('--quiet')) {
   console.log(`built ${entries.map((e) => e.out).join(', ')} into dist/ in ${Date.now() - started} ms`);
 }

@@ -1,11 +1,13 @@
 import { connectBus, DEFAULT_NATS_URL, redactUrl } from '@qubes-bus/bus';
 import { ServiceName } from '@qubes-bus/contracts';
 import { createLogger } from '@qubes-bus/log';
+import { runOffline } from './offline';
 import { createRegistry } from './service';
 
-async function main(): Promise<void> {
+const dataDir = process.env['QUBES_DATA_DIR'] ?? '/var/lib/qubes';
+
+async function serve(): Promise<void> {
   const url = process.env['QUBES_NATS_URL'] ?? DEFAULT_NATS_URL;
-  const dataDir = process.env['QUBES_DATA_DIR'] ?? '/var/lib/qubes';
   const log = createLogger(ServiceName.VmRegistry);
   log.info({ bus: redactUrl(url), dataDir }, 'starting');
   // Waits for the bus as long as it takes: a service may start before its nats-server.
@@ -34,4 +36,10 @@ async function main(): Promise<void> {
   }
 }
 
-void main();
+async function offline(): Promise<void> {
+  // stdout is the protocol: logs go to stderr, warnings only.
+  const log = createLogger(ServiceName.VmRegistry, { destination: 2, level: process.env['LOG_LEVEL'] ?? 'warn', pretty: false });
+  process.exitCode = await runOffline(dataDir, log);
+}
+
+void (process.argv.includes('--offline-stdio') ? offline() : serve());

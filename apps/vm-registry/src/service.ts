@@ -1,47 +1,46 @@
 import type { Bus, BusService } from '@qubes-bus/bus';
-import { AdminVmList, ServiceName } from '@qubes-bus/contracts';
+import { ServiceName } from '@qubes-bus/contracts';
 import type { Logger } from '@qubes-bus/log';
-import type { QubesXml } from '@qubes-bus/qubes-model';
-import { listVms } from './handlers/vm-list';
-import { QubesXmlStore } from './store';
 import { version } from '../package.json';
+import { busEvents } from './events';
+import { registerHandlers } from './handlers';
+import { NO_HYPERVISOR, Registry, type PowerStates } from './registry';
+import { QubesStore } from './store/qubes-store';
 
 export interface RegistryOptions {
   bus: Bus;
   log: Logger;
   dataDir: string;
+  power?: PowerStates;
+  /** Revision epoch (tests pin it); default: the time of the load. */
+  epoch?: string;
 }
 
-export interface Registry {
-  readonly store: QubesXmlStore;
+export interface RegistryService {
+  /** The store, once started. */
+  readonly store: QubesStore | undefined;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
 
-export function createRegistry({ bus, log, dataDir }: RegistryOptions): Registry {
-  const store = new QubesXmlStore(dataDir, log);
+export function createRegistry({ bus, log, dataDir, power = NO_HYPERVISOR, epoch }: RegistryOptions): RegistryService {
+  let store: QubesStore | undefined;
   let service: BusService | undefined;
-  let model: QubesXml | undefined;
-  const loaded = (): QubesXml => {
-    if (model === undefined) throw new Error('the registry is not started');
-    return model;
-  };
-
   return {
-    store,
+    get store() {
+      return store;
+    },
     async start() {
       // Load first: a malformed qubes.xml stops the registry before it answers anything.
-      model = await store.load();
+      store = await QubesStore.open({ dataDir, log, whenLocked: 'wait', ...(epoch === undefined ? {} : { epoch }) });
       await bus.ensureEventStream();
-      service = await bus.createService(ServiceName.VmRegistry, {
-        version,
-        description: 'qubes.xml and the VMs in it',
-      });
-      service.serve(AdminVmList, (_req, ctx) => listVms(loaded(), ctx));
-      log.info({ dataDir, vms: model.domains.length }, 'vm-registry serving');
+      service = await bus.createService(ServiceName.VmRegistry, { version, description: 'qubes.xml and the VMs in it' });
+      registerHandlers(service, new Registry(store, busEvents(bus), power));
+      log.info({ dataDir, vms: store.app.domains.size }, 'vm-registry serving');
     },
     async stop() {
-      await service?.stop();
+      await service?.stop(); // answers what it has taken, saves included
+      await store?.close();
     },
   };
 }

@@ -4,13 +4,13 @@ import { AdminVmList, isQubesError } from '@qubes-bus/contracts';
 import { captureLog, rejectionOf, startNats, tmpDataDir, type TestNats, type TmpDir } from '@qubes-bus/testing';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { createRegistry, type Registry } from '../src/service';
+import { createRegistry, type RegistryService } from '../src/service';
 
 let nats: TestNats;
 let client: Bus;
-const running: Array<{ registry: Registry; bus: Bus; dir: TmpDir }> = [];
+const running: Array<{ registry: RegistryService; bus: Bus; dir: TmpDir }> = [];
 
-async function startRegistry(prepare?: (dataDir: string) => void): Promise<{ registry: Registry; dataDir: string }> {
+async function startRegistry(prepare?: (dataDir: string) => void): Promise<{ registry: RegistryService; dataDir: string }> {
   const dir = tmpDataDir();
   prepare?.(dir.path);
   const { log } = captureLog('vm-registry');
@@ -56,6 +56,9 @@ const EXISTING = `<?xml version='1.0' encoding='UTF-8'?>
     <domain id="domain-2" class="TemplateVM">
       <properties><property name="name">fedora-40</property><property name="label" ref="label-8"/><property name="netvm"></property></properties>
     </domain>
+    <domain id="domain-3" class="StandaloneVM">
+      <properties><property name="name">sys-firewall</property><property name="label" ref="label-1"/><property name="provides_network">True</property><property name="netvm"></property></properties>
+    </domain>
     <domain id="domain-5" class="AppVM">
       <properties><property name="name">my.work</property><property name="label" ref="label-1"/><property name="template">fedora-40</property></properties>
     </domain>
@@ -71,7 +74,9 @@ describe('vm-registry, first slice', () => {
     expect(xml).toContain('<domain id="domain-0" class="AdminVM">');
 
     const { domains } = await client.request(AdminVmList, {});
-    expect(domains).toEqual([{ name: 'dom0', class: 'AdminVM', state: 'Running', label: 'black', template: null, netvm: null }]);
+    expect(domains).toEqual([
+      { name: 'dom0', class: 'AdminVM', state: 'Running', label: 'black', template: null, netvm: null, revision: expect.any(String) },
+    ]);
   });
 
   it('lists an existing installation without rewriting its qubes.xml', async () => {
@@ -84,6 +89,7 @@ describe('vm-registry, first slice', () => {
     expect(domains.map((d) => [d.name, d.class, d.state, d.label, d.template, d.netvm])).toEqual([
       ['dom0', 'AdminVM', 'Running', 'black', null, null],
       ['fedora-40', 'TemplateVM', 'Halted', 'black', null, null],
+      ['sys-firewall', 'StandaloneVM', 'Halted', 'red', null, null],
       ['my.work', 'AppVM', 'Halted', 'red', 'fedora-40', 'sys-firewall'],
     ]);
     expect(readFileSync(path.join(dataDir, 'qubes.xml'), 'utf8')).toBe(EXISTING);

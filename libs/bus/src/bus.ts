@@ -19,24 +19,17 @@ import {
 import type { Logger } from '@qubes-bus/log';
 import { connectNats, type ConnectOptions } from './connect';
 import type { EventSubscription, SubscribeOptions } from './events';
+import type { RequestOptions, Requester } from './handle';
 import type { BusService, ServiceOptions } from './serve';
 import { encodeJson, errorFromReply } from './wire';
 
-export interface RequestOptions {
-  /** Destination VM of an Admin API call; default `dom0`. */
-  dest?: string;
-  /** Default 30 s: some calls (start a VM, clone a volume) take a while. */
-  timeoutMs?: number;
-  /** Carried in `Qubes-Request-Id`; a new one when absent. */
-  reqId?: string;
-}
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 const decoder = new TextDecoder();
 
 /** One connection to the bus and everything done over it. */
-export class Bus {
+export class Bus implements Requester {
   constructor(
     readonly nc: NatsConnection,
     readonly log: Logger,

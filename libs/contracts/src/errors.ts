@@ -44,6 +44,106 @@ export const ERROR_CATALOG = {
     kind: ErrorKind.User,
     summary: 'No VM of that name exists.',
   },
+  VM_ALREADY_EXISTS: {
+    status: 409,
+    kind: ErrorKind.User,
+    summary: 'A VM of that name already exists.',
+  },
+  VM_IN_USE: {
+    status: 409,
+    kind: ErrorKind.User,
+    summary: 'The VM is the template or netvm of other VMs, or a global default; details name them.',
+  },
+  VM_RUNNING: {
+    status: 409,
+    kind: ErrorKind.User,
+    summary: 'The operation needs the VM halted.',
+  },
+  VM_CLASS_INVALID: {
+    status: 400,
+    kind: ErrorKind.User,
+    summary: 'The operation does not apply to a VM of this class (dom0 cannot be removed, ...).',
+  },
+  PROPERTY_UNKNOWN: {
+    status: 404,
+    kind: ErrorKind.User,
+    summary: 'The VM (or the system) has no property of that name.',
+  },
+  PROPERTY_TYPE_INVALID: {
+    status: 400,
+    kind: ErrorKind.User,
+    summary: 'The value is not of the property type (an int, a bool, a VM name, ...).',
+  },
+  PROPERTY_VALUE_INVALID: {
+    status: 400,
+    kind: ErrorKind.User,
+    summary: "The value is of the right type but not allowed (a netvm that provides no network, memory 0, ...).",
+  },
+  PROPERTY_READ_ONLY: {
+    status: 403,
+    kind: ErrorKind.User,
+    summary: 'The property cannot be changed: identity (name, qid, uuid) is write-once, some are computed.',
+  },
+  NETVM_LOOP: {
+    status: 400,
+    kind: ErrorKind.User,
+    summary: 'The netvm would route traffic back through the VM itself.',
+  },
+  TEMPLATE_CLASS_INVALID: {
+    status: 400,
+    kind: ErrorKind.User,
+    summary: 'The template is of the wrong class (an AppVM needs a TemplateVM; a DispVM an AppVM with template_for_dispvms).',
+  },
+  FEATURE_NOT_FOUND: {
+    status: 404,
+    kind: ErrorKind.User,
+    summary: 'The VM (nor its template or netvm, for the Check calls) has no such feature.',
+  },
+  TAG_NOT_FOUND: {
+    status: 404,
+    kind: ErrorKind.User,
+    summary: 'The VM has no such tag.',
+  },
+  LABEL_NOT_FOUND: {
+    status: 404,
+    kind: ErrorKind.User,
+    summary: 'No label of that name exists.',
+  },
+  LABEL_EXISTS: {
+    status: 409,
+    kind: ErrorKind.User,
+    summary: 'A label of that name exists already.',
+  },
+  LABEL_IN_USE: {
+    status: 409,
+    kind: ErrorKind.User,
+    summary: 'The label is used by VMs (details name them), or is one of the eight built-in labels.',
+  },
+  CONFLICT: {
+    status: 409,
+    kind: ErrorKind.User,
+    summary: 'The VM changed since the revision the write carried; details.revision is the current one.',
+  },
+  LIMIT_REACHED: {
+    status: 507,
+    kind: ErrorKind.User,
+    summary: 'No qid (or dispid) is left to allocate.',
+  },
+  STORE_MODIFIED_EXTERNALLY: {
+    status: 409,
+    kind: ErrorKind.User,
+    summary: 'qubes.xml was changed by something else since the registry read it; it is not overwritten. Restart the registry to load it.',
+  },
+  STORE_LOCKED: {
+    status: 423,
+    kind: ErrorKind.User,
+    summary: 'Another process (a running vm-registry) holds qubes.xml; offline tools refuse to touch it.',
+  },
+  STORE_WRITE_FAILED: {
+    status: 507,
+    kind: ErrorKind.User,
+    summary: 'qubes.xml could not be written (disk full, I/O error); the change was undone and qubes.xml is as it was.',
+  },
   STORE_MALFORMED: {
     status: 500,
     kind: ErrorKind.User,

@@ -42,12 +42,50 @@ export type {
   RequestOf,
 } from './descriptors';
 export {
+  AdminVmclassList,
+  AdminVmCreate,
   AdminVmList,
+  AdminVmRemove,
+  CREATABLE_CLASSES,
+  createVmPayloadSchema,
   PowerState,
   powerStateSchema,
   VmClass,
   vmClassSchema,
   vmSummarySchema,
 } from './api/vm';
-export type { VmSummary } from './api/vm';
+export type { CreatableClass, CreateVmPayload, VmSummary } from './api/vm';
+export {
+  featureNameSchema,
+  featureValueSchema,
+  labelColorSchema,
+  labelNameSchema,
+  propertyEntrySchema,
+  propertyNameSchema,
+  PropertyType,
+  propertyTypeSchema,
+  propertyValueSchema,
+  revisionSchema,
+  tagNameSchema,
+} from './api/common';
+export type { PropertyEntry, PropertyValue } from './api/common';
+export { AdminProperty, AdminVmProperty } from './api/property';
+export { AdminVmFeature } from './api/feature';
+export { AdminVmTag } from './api/tag';
+export { AdminLabel, labelSchema } from './api/label';
+export type { LabelInfo } from './api/label';
+export {
+  AppPropertyReset,
+  AppPropertySet,
+  DomainAdd,
+  DomainDelete,
+  FeatureDelete,
+  FeatureSet,
+  LabelAdd,
+  LabelRemove,
+  TagAdd,
+  TagDelete,
+  VmPropertyReset,
+  VmPropertySet,
+} from './api/events';
 export { ALL_ENDPOINTS, ALL_EVENTS } from './registry';

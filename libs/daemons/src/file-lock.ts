@@ -1,4 +1,3 @@
-/// <reference path="./fs-ext.d.ts" />
 import { promises as fs } from 'node:fs';
 import { promisify } from 'node:util';
 import { flock } from 'fs-ext';

@@ -1,4 +1,11 @@
-export { DEFAULT_LABELS, labelId } from './labels';
+export { BUILTIN_LABEL_COUNT, DEFAULT_LABELS, labelId } from './labels';
 export type { Label } from './labels';
-export { initialPowerState, initialQubesXml, parseQubesXml, serializeQubesXml, summarizeDomains } from './qubes-xml';
-export type { DomainRecord, PoolRecord, PropertyValue, QubesXml } from './qubes-xml';
+export { ADMIN_VM_NAME, MAX_DISPID, MAX_QID, QubesApp } from './qubes-app';
+export type { Change, CreateDomainSpec, Domain, Mutation, StoredValue, UsedBy } from './qubes-app';
+export { CLASS_PROPERTIES, GLOBAL_PROPERTIES, propertyDef, propertyDefs, vmidToIpv4 } from './property-table';
+export type { PropertyDef, PropertyScope } from './property-table';
+export { initialQubesApp, loadQubesXml, serializeQubesXml } from './qubes-xml';
+export type { LoadResult } from './qubes-xml';
+export { convertR3, parsePythonBoolDict, parsePythonStringList } from './r3';
+export { childElements, element, isElement, parseXml, renderXml, textOf } from './xml-tree';
+export type { XmlElement, XmlNode } from './xml-tree';

@@ -18,6 +18,9 @@ export const DEFAULT_LABELS: readonly Label[] = [
   { index: 8, color: '0x000000', name: 'black' },
 ];
 
+/** Labels 1 to 8 come with every installation and cannot be removed (qubes/config.py). */
+export const BUILTIN_LABEL_COUNT = 8;
+
 /** qubes.xml refers to labels as `label-<index>`. */
 export function labelId(label: Label): string {
   return `label-${label.index}`;

@@ -1,0 +1,94 @@
+import type { Router } from '@qubes-bus/bus';
+import {
+  AdminVmclassList,
+  AdminVmCreate,
+  AdminVmList,
+  AdminVmRemove,
+  CREATABLE_CLASSES,
+  PowerState,
+  QubesError,
+  VmClass,
+  type PropertyEntry,
+  type VmSummary,
+} from '@qubes-bus/contracts';
+import { propertyDef, type QubesApp } from '@qubes-bus/qubes-model';
+import type { Registry } from '../registry';
+
+/** The destination of a VM call: every VM call has one. */
+export function destOf(ctx: { dest: string | undefined }): string {
+  if (ctx.dest === undefined) throw new QubesError('INTERNAL', 'a VM call without a destination');
+  return ctx.dest;
+}
+
+function summary(registry: Registry, app: QubesApp, name: string, properties: readonly string[] | undefined): VmSummary {
+  const d = app.domain(name);
+  const ref = (property: string): string | null =>
+    propertyDef(d.klass, property) === undefined ? null : (app.value(name, property) as string | null);
+  const row: VmSummary = {
+    name,
+    class: d.klass,
+    state: registry.power.state(name, d.klass),
+    label: app.value(name, 'label') as string,
+    template: ref('template'),
+    netvm: ref('netvm'),
+    revision: app.revision(name),
+  };
+  if (properties !== undefined) {
+    const wanted = properties.includes('*') ? app.propertyNames(name) : properties;
+    const values: Record<string, PropertyEntry> = {};
+    // A property another class lacks is simply absent from that VM's row (qvm-ls shows "-").
+    for (const property of wanted) if (propertyDef(d.klass, property) !== undefined) values[property] = app.property(name, property);
+    row.properties = values;
+  }
+  return row;
+}
+
+export function registerVmHandlers(router: Router, registry: Registry): void {
+  router.serve(AdminVmList, ({ payload }, ctx) => {
+    const app = registry.app;
+    const properties = payload?.properties;
+    for (const p of properties ?? []) {
+      if (p !== '*' && propertyDef(null, p) === undefined && !Object.values(VmClass).some((k) => propertyDef(k, p) !== undefined)) {
+        throw new QubesError('PROPERTY_UNKNOWN', `no VM has a property ${p}`, { details: { property: p } });
+      }
+    }
+    const names = ctx.dest === 'dom0' || ctx.dest === undefined ? [...app.domains.keys()] : [ctx.dest];
+    if (names.length === 1) app.domain(names[0]!); // VM_NOT_FOUND
+    return { domains: names.map((name) => summary(registry, app, name, properties)) };
+  });
+
+  router.serve(AdminVmclassList, () => ({ classes: Object.values(VmClass).sort() }));
+
+  for (const klass of CREATABLE_CLASSES) {
+    router.serve(AdminVmCreate[klass], ({ arg, payload }, ctx) =>
+      registry.write(ctx, (app) => {
+        if (payload.pool !== undefined && !app.hasPool(payload.pool)) {
+          throw new QubesError('PROPERTY_VALUE_INVALID', `there is no pool ${payload.pool}`, { details: { pool: payload.pool } });
+        }
+        const mutation = app.createDomain(klass, { name: payload.name, label: payload.label, template: arg, properties: payload.properties });
+        return {
+          mutation,
+          reply: () => ({
+            name: payload.name,
+            qid: app.domain(payload.name).qid,
+            uuid: app.value(payload.name, 'uuid') as string,
+            revision: app.revision(payload.name),
+          }),
+        };
+      }),
+    );
+  }
+
+  router.serve(AdminVmRemove, ({ payload }, ctx) =>
+    registry.write(ctx, (app) => {
+      const vm = destOf(ctx);
+      const d = app.domain(vm);
+      app.checkRevision(vm, payload?.revision);
+      if (d.klass !== VmClass.AdminVM && registry.power.state(vm, d.klass) !== PowerState.Halted) {
+        throw new QubesError('VM_RUNNING', `${vm} is running; shut it down first`, { details: { vm } });
+      }
+      return { mutation: app.removeDomain(vm), reply: () => null };
+    }),
+  );
+}
+

@@ -1,0 +1,31 @@
+import { isQubesError, QubesError } from '@qubes-bus/contracts';
+import { LocalRouter, reportFatal, serveStdio } from '@qubes-bus/bus';
+import type { Logger } from '@qubes-bus/log';
+import { NO_EVENTS } from './events';
+import { registerHandlers } from './handlers';
+import { NO_HYPERVISOR, Registry } from './registry';
+import { QubesStore } from './store/qubes-store';
+
+/**
+ * Offline mode, for installation and recovery (`qvm-* --offline`): the same store code and the
+ * same handlers, answering a tool on stdin/stdout instead of the bus; no bus, no hypervisor.
+ * Deviation from DESIGN.md §2 ("in-process"): it runs as the tool's child process, so the tools
+ * keep their rule of never loading qubes.xml code. It refuses to start while a registry holds
+ * the store.
+ */
+export async function runOffline(dataDir: string, log: Logger): Promise<number> {
+  let store: QubesStore;
+  try {
+    store = await QubesStore.open({ dataDir, log, whenLocked: 'fail' });
+  } catch (err) {
+    const failure = isQubesError(err) ? err : new QubesError('INTERNAL', (err as Error).message);
+    if (!isQubesError(err)) log.error({ err }, 'offline store failed to open');
+    reportFatal(process.stdout, failure);
+    return 1;
+  }
+  const router = new LocalRouter();
+  registerHandlers(router, new Registry(store, NO_EVENTS, NO_HYPERVISOR));
+  await serveStdio(router, process.stdin, process.stdout, log);
+  await store.close();
+  return 0;
+}

@@ -1,0 +1,286 @@
+import { randomBytes } from 'node:crypto';
+import { constants, promises as fs, type BigIntStats } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { flock } from 'fs-ext';
+import { QubesError } from '@qubes-bus/contracts';
+import type { Logger } from '@qubes-bus/log';
+import { initialQubesApp, loadQubesXml, serializeQubesXml, type QubesApp } from '@qubes-bus/qubes-model';
+
+const flockAsync = promisify(flock);
+
+export const STORE_FILE = 'qubes.xml';
+/** The file as it was before the last save: the last good copy. */
+export const BACKUP_FILE = 'qubes.xml.bak';
+/** An R3 QubesVmCollection, kept as it was when it was converted. */
+export const R3_ORIGINAL_FILE = 'qubes.xml.r3';
+/** Who holds the store, for the message of a process that finds it locked. */
+const HOLDER_FILE = 'qubes.xml.holder';
+
+export interface OpenOptions {
+  dataDir: string;
+  log: Logger;
+  /**
+   * `wait`: a registry waits for whoever holds qubes.xml (an offline tool finishing). `fail`:
+   * offline tools refuse with STORE_LOCKED while a registry holds it.
+   */
+  whenLocked: 'wait' | 'fail';
+  /** Revision epoch of this load (tests pin it). */
+  epoch?: string;
+}
+
+interface Identity {
+  dev: bigint;
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (err: unknown) => void;
+  undo: () => void;
+}
+
+/**
+ * qubes.xml on disk, held by one process at a time (DESIGN.md §4, qubes/app.py save/load):
+ * - the holder keeps an exclusive flock on the file for as long as it runs; a saved file is
+ *   written beside it, locked, fsynced, renamed into place and the directory fsynced, and only
+ *   then is the old file's lock released;
+ * - a process waiting for the lock checks, once it has it, that the file it locked is still the
+ *   one at the path (it may have been replaced while it waited) and tries again if not;
+ * - an edit from outside since the last load or save is detected and never overwritten;
+ * - group commit: changes made while a save runs go into the next one, and each caller is
+ *   answered once a save holding its change is on disk; a failed save undoes every change it
+ *   was to hold, so memory never says what the disk does not.
+ */
+export class QubesStore {
+  readonly path: string;
+  private identity: Identity;
+  private readonly waiting: Waiter[] = [];
+  private saving = false;
+  private poisoned: QubesError | null = null;
+  private closed = false;
+
+  private constructor(
+    readonly app: QubesApp,
+    readonly dataDir: string,
+    private handle: FileHandle,
+    identity: Identity,
+    private readonly log: Logger,
+  ) {
+    this.path = path.join(dataDir, STORE_FILE);
+    this.identity = identity;
+  }
+
+  static async open(options: OpenOptions): Promise<QubesStore> {
+    const { dataDir, log } = options;
+    const file = path.join(dataDir, STORE_FILE);
+    await fs.mkdir(dataDir, { recursive: true, mode: 0o2770 });
+    if (await writeNew(file, serializeQubesXml(initialQubesApp(dataDir, options.epoch)))) {
+      log.info({ path: file }, 'created a new qubes.xml holding dom0');
+    }
+    const handle = await lockCurrent(file, options.whenLocked, log);
+    try {
+      await removeStaleTemps(dataDir); // only the holder may: they could be a live save's
+      const text = await handle.readFile('utf8');
+      const { app, convertedFromR3 } = loadQubesXml(text, file, options.epoch);
+      const identity = toIdentity(await handle.stat({ bigint: true }));
+      await fs.writeFile(path.join(dataDir, HOLDER_FILE), `${process.pid}\n`);
+      const store = new QubesStore(app, dataDir, handle, identity, log);
+      if (convertedFromR3) {
+        await fs.copyFile(file, path.join(dataDir, R3_ORIGINAL_FILE));
+        await store.save();
+        log.warn({ path: file, original: path.join(dataDir, R3_ORIGINAL_FILE) }, 'converted a Qubes 3 qubes.xml to the R4 format');
+      }
+      return store;
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Resolves once the changes made so far are on disk. `undo` takes this caller's change back
+   * if the save fails (and every later change with it, newest first).
+   */
+  commit(undo: () => void): Promise<void> {
+    if (this.closed) return Promise.reject(new QubesError('INTERNAL', 'the store is closed'));
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject, undo });
+      if (!this.saving) void this.drain();
+    });
+  }
+
+  /** Resolves once every change made so far is on disk (at once if none is pending). */
+  settled(): Promise<void> {
+    return this.saving || this.waiting.length > 0 ? this.commit(() => undefined) : Promise.resolve();
+  }
+
+  private async drain(): Promise<void> {
+    this.saving = true;
+    try {
+      while (this.waiting.length > 0) {
+        const batch = this.waiting.splice(0);
+        try {
+          await this.save();
+          for (const w of batch) w.resolve();
+        } catch (err) {
+          // Take back this batch and everything made on top of it since, newest first.
+          const failed = [...batch, ...this.waiting.splice(0)];
+          for (const w of [...failed].reverse()) w.undo();
+          for (const w of failed) w.reject(err);
+        }
+      }
+    } finally {
+      this.saving = false;
+    }
+  }
+
+  /** Writes the store now (the whole of it, as Qubes does). */
+  private async save(): Promise<void> {
+    if (this.poisoned !== null) throw this.poisoned;
+    await this.checkUnchanged();
+    const text = serializeQubesXml(this.app);
+    const temp = path.join(this.dataDir, `.${STORE_FILE}.${randomBytes(6).toString('hex')}.tmp`);
+    const next = await fs.open(temp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o660);
+    try {
+      await flockAsync(next.fd, 'ex'); // ours alone: nobody else knows the name yet
+      await next.writeFile(text, 'utf8');
+      await next.sync();
+      // The file now in place is good (we loaded or wrote it, and it is unchanged): keep it.
+      await fs.rm(`${this.path}.bak-tmp`, { force: true });
+      await fs.link(this.path, `${this.path}.bak-tmp`);
+      await fs.rename(`${this.path}.bak-tmp`, path.join(this.dataDir, BACKUP_FILE));
+      await fs.rename(temp, this.path);
+    } catch (err) {
+      await next.close();
+      await fs.rm(temp, { force: true });
+      throw new QubesError('STORE_WRITE_FAILED', `could not write ${this.path}: ${(err as Error).message}; nothing was changed`, { cause: err });
+    }
+    // From here the new file is the store: a later failure must not undo what it holds.
+    try {
+      await fsyncDirectory(this.dataDir);
+    } catch (err) {
+      this.log.error({ err, path: this.path }, 'fsync of the data directory failed; the last save may not survive a crash');
+    }
+    const old = this.handle;
+    this.handle = next;
+    this.identity = toIdentity(await next.stat({ bigint: true }));
+    await old.close(); // releases the lock on the file just replaced
+  }
+
+  private async checkUnchanged(): Promise<void> {
+    let now: Identity | null = null;
+    try {
+      now = toIdentity(await fs.stat(this.path, { bigint: true }));
+    } catch {
+      now = null;
+    }
+    const same =
+      now !== null && now.dev === this.identity.dev && now.ino === this.identity.ino && now.size === this.identity.size && now.mtimeNs === this.identity.mtimeNs;
+    if (!same) {
+      this.poisoned = new QubesError(
+        'STORE_MODIFIED_EXTERNALLY',
+        `${this.path} was changed by something other than the registry; it is not overwritten, and no change is saved until the registry restarts and loads it`,
+        { details: { path: this.path } },
+      );
+      this.log.error({ path: this.path }, 'qubes.xml changed behind our back; refusing to save');
+      throw this.poisoned;
+    }
+  }
+
+  /** Waits for saves in progress, then lets go of qubes.xml. */
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.saving || this.waiting.length > 0) await new Promise((r) => setTimeout(r, 5));
+    await fs.rm(path.join(this.dataDir, HOLDER_FILE), { force: true });
+    await this.handle.close();
+  }
+}
+
+function toIdentity(stat: BigIntStats): Identity {
+  return { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeNs: stat.mtimeNs };
+}
+
+/** Creates `file` with `text` if it does not exist, atomically; false if it existed. */
+async function writeNew(file: string, text: string): Promise<boolean> {
+  const temp = `${file}.${randomBytes(6).toString('hex')}.new`;
+  const handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o660);
+  try {
+    await handle.writeFile(text, 'utf8');
+    await handle.sync();
+    await handle.close();
+    try {
+      await fs.link(temp, file); // never replaces: a file already there stays as it is
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw err;
+    }
+    await fsyncDirectory(path.dirname(file));
+    return true;
+  } finally {
+    await fs.rm(temp, { force: true });
+  }
+}
+
+/**
+ * Opens qubes.xml and takes its lock. While we waited, the holder may have replaced the file
+ * (save renames a new one into place): then we hold the lock of a file no longer there, and
+ * must try again on the one that is.
+ */
+async function lockCurrent(file: string, whenLocked: 'wait' | 'fail', log: Logger): Promise<FileHandle> {
+  for (let attempt = 0; ; attempt++) {
+    const handle = await fs.open(file, 'r+');
+    try {
+      try {
+        await flockAsync(handle.fd, 'exnb');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EWOULDBLOCK' && (err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+        const holder = await readHolder(path.dirname(file));
+        if (whenLocked === 'fail') {
+          throw new QubesError(
+            'STORE_LOCKED',
+            `${file} is held by a running vm-registry${holder === null ? '' : ` (pid ${holder})`}: use the tools without --offline, or stop it first`,
+            { details: { path: file, pid: holder } },
+          );
+        }
+        log.info({ path: file, holder }, 'waiting for the process that holds qubes.xml');
+        await flockAsync(handle.fd, 'ex');
+      }
+      const [locked, current] = await Promise.all([handle.stat({ bigint: true }), fs.stat(file, { bigint: true }).catch(() => null)]);
+      if (current !== null && locked.ino === current.ino && locked.dev === current.dev) return handle;
+      log.debug({ attempt }, 'qubes.xml was replaced while we waited for its lock; trying the new one');
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+    await handle.close();
+  }
+}
+
+async function readHolder(dataDir: string): Promise<number | null> {
+  try {
+    const pid = Number((await fs.readFile(path.join(dataDir, HOLDER_FILE), 'utf8')).trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+async function removeStaleTemps(dataDir: string): Promise<void> {
+  for (const name of await fs.readdir(dataDir).catch(() => [] as string[])) {
+    if (/^\.qubes\.xml\.[0-9a-f]{12}\.tmp$/.test(name)) await fs.rm(path.join(dataDir, name), { force: true });
+  }
+}
+
+async function fsyncDirectory(dir: string): Promise<void> {
+  const handle = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+

@@ -1,0 +1,136 @@
+import { nuid } from '@nats-io/nats-core';
+import {
+  API_PREFIX,
+  isQubesError,
+  QubesError,
+  vmNameFromToken,
+  type Endpoint,
+  type ReplyOf,
+  type RequestInputOf,
+  type RequestOf,
+} from '@qubes-bus/contracts';
+import { requestLogger, type Logger } from '@qubes-bus/log';
+import { badRequestFromIssues, decodeRequestBody, encodeJson } from './wire';
+
+export interface RequestOptions {
+  /** Destination VM of an Admin API call; default `dom0`. */
+  dest?: string;
+  /** Default 30 s: some calls (start a VM, clone a volume) take a while. */
+  timeoutMs?: number;
+  /** Carried in `Qubes-Request-Id`; a new one when absent. */
+  reqId?: string;
+}
+
+/** Whatever can call an endpoint: the bus, or (offline) a registry on a pipe. */
+export interface Requester {
+  request<E extends Endpoint>(endpoint: E, body: RequestInputOf<E>, options?: RequestOptions): Promise<ReplyOf<E>>;
+}
+
+/** What a handler gets besides the validated request. */
+export interface HandlerContext {
+  readonly reqId: string;
+  /** Bound to `reqId` and the subject; untrusted data goes under one key (`untrusted`). */
+  readonly log: Logger;
+  readonly subject: string;
+  /** The destination VM of an Admin API call (decoded from its token). */
+  readonly dest: string | undefined;
+  /** Calls another endpoint, passing this request's id on. */
+  request<E extends Endpoint>(endpoint: E, body: RequestInputOf<E>, options?: Omit<RequestOptions, 'reqId'>): Promise<ReplyOf<E>>;
+}
+
+export type Handler<E extends Endpoint> = (request: RequestOf<E>, ctx: HandlerContext) => ReplyOf<E> | Promise<ReplyOf<E>>;
+
+/** Where handlers are registered: a NATS micro service, or a local router. */
+export interface Router {
+  serve<E extends Endpoint>(endpoint: E, handler: Handler<E>): void;
+}
+
+export interface Incoming {
+  subject: string;
+  data: Uint8Array;
+  reqId: string | undefined;
+}
+
+export type Outcome = { ok: true; data: Uint8Array } | { ok: false; error: QubesError; reqId: string };
+
+/**
+ * One request, start to finish, whatever carried it. Failures are sorted here: a QubesError is
+ * a user error or a bad request and goes back as it is; anything else is a bug, logged with its
+ * stack and answered as INTERNAL. Nothing a caller sends can make this throw.
+ */
+export async function handleRequest<E extends Endpoint>(
+  endpoint: E,
+  handler: Handler<E>,
+  incoming: Incoming,
+  root: Logger,
+  onward: Requester,
+): Promise<Outcome> {
+  const reqId = incoming.reqId || nuid.next();
+  // The child logger is made on first use: most requests never log, and making one costs more
+  // than answering a small request (its bindings are censored like every logged object).
+  let child: Logger | undefined;
+  const log = (): Logger => (child ??= requestLogger(root, { reqId, subject: incoming.subject }));
+  const debug = root.isLevelEnabled('debug');
+  const started = debug ? process.hrtime.bigint() : 0n;
+  try {
+    if (incoming.data.length > endpoint.maxRequestBytes) {
+      throw new QubesError('PAYLOAD_TOO_LARGE', `the request is ${incoming.data.length} bytes; ${endpoint.method} takes at most ${endpoint.maxRequestBytes}`, {
+        details: { size: incoming.data.length, limit: endpoint.maxRequestBytes },
+      });
+    }
+    const parsed = endpoint.request.safeParse(decodeRequestBody(incoming.data));
+    if (!parsed.success) throw badRequestFromIssues(parsed.error.issues);
+    const ctx: HandlerContext = {
+      reqId,
+      get log() {
+        return log();
+      },
+      subject: incoming.subject,
+      dest: endpoint.kind === 'api' ? destOf(incoming.subject) : undefined,
+      request: (next, body, options = {}) => onward.request(next, body, { ...options, reqId }),
+    };
+    const result = await handler(parsed.data as RequestOf<E>, ctx);
+    const checked = endpoint.reply.safeParse(result);
+    if (!checked.success) {
+      throw new Error(`${endpoint.method} handler returned a reply that breaks its contract: ${checked.error.message}`);
+    }
+    if (debug) log().debug({ ms: elapsedMs(started) }, 'answered');
+    return { ok: true, data: encodeJson(checked.data) };
+  } catch (err) {
+    const error = sortFailure(err, endpoint, reqId, log());
+    if (debug) log().debug({ ms: elapsedMs(started), code: error.code }, 'answered with an error');
+    return { ok: false, error, reqId };
+  }
+}
+
+function sortFailure(err: unknown, endpoint: Endpoint, reqId: string, log: Logger): QubesError {
+  if (isQubesError(err) && err.kind === 'user') {
+    // Raised here, or by a service this handler called (no such VM is no such VM either way).
+    log.info({ code: err.code, msg: err.message, remote: err.remote }, 'request refused');
+    return err;
+  }
+  if (isQubesError(err) && err.kind === 'bad-request' && !err.remote) {
+    log.info({ code: err.code, msg: err.message }, 'bad request');
+    return err;
+  }
+  if (isQubesError(err) && err.kind === 'transport') {
+    // An onward call could not be made: the caller sees which service was missing.
+    log.warn({ err }, 'onward call failed');
+    return err;
+  }
+  // A bug: here, or a malformed onward call (its BAD_REQUEST names a field of *our* request to
+  // another service, which means nothing to our caller).
+  log.error({ err, method: endpoint.method }, 'request failed unexpectedly');
+  return new QubesError('INTERNAL', `internal error in ${endpoint.service} while handling ${endpoint.method} (request ${reqId})`, {
+    details: { reqId },
+  });
+}
+
+/** `qubes.api.<dest>.<method…>`: the destination token, decoded. */
+function destOf(subject: string): string {
+  return vmNameFromToken(subject.slice(API_PREFIX.length + 1).split('.', 1)[0] ?? '');
+}
+
+function elapsedMs(started: bigint): number {
+  return Number(process.hrtime.bigint() - started) / 1e6;
+}
