@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_NATS_URL } from '@qubes-bus/bus';
 
@@ -28,4 +28,12 @@ export function resolveBusUrl(env: NodeJS.ProcessEnv = process.env): BusUrl {
     // no embedded stack has run here
   }
   return { url: DEFAULT_NATS_URL, source: 'the default' };
+}
+
+/** Where qubes.xml is, for --offline: QUBES_DATA_DIR, else the embedded stack's, else /var/lib/qubes. */
+export function resolveDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  const fromEnv = env['QUBES_DATA_DIR'];
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  const embedded = path.join(embeddedVarDir(env), 'lib/qubes');
+  return existsSync(path.join(embedded, 'qubes.xml')) ? embedded : '/var/lib/qubes';
 }

@@ -1,8 +1,9 @@
+import path from 'node:path';
 import { CommanderError } from 'commander';
-import { connectBus, redactUrl, type Bus } from '@qubes-bus/bus';
+import { connectBus, redactUrl, StdioRequester, type Bus } from '@qubes-bus/bus';
 import { isQubesError, QubesError } from '@qubes-bus/contracts';
 import { createLogger } from '@qubes-bus/log';
-import { resolveBusUrl } from './bus-url';
+import { resolveBusUrl, resolveDataDir } from './bus-url';
 import type { ToolContext } from './tool';
 import { qvmLs } from './tools/qvm-ls';
 
@@ -23,9 +24,16 @@ export async function run(tool: string, argv: readonly string[]): Promise<void> 
     return;
   }
   let bus: Bus | undefined;
+  let offline: StdioRequester | undefined;
   const target = resolveBusUrl();
   const ctx: ToolContext = {
     stdout: process.stdout,
+    stderr: process.stderr,
+    async api(options = {}) {
+      if (!options.offline) return ctx.bus();
+      offline ??= startOfflineRegistry();
+      return offline;
+    },
     async bus() {
       bus ??= await connectBus({
         url: target.url,
@@ -57,7 +65,17 @@ export async function run(tool: string, argv: readonly string[]): Promise<void> 
     }
   } finally {
     await bus?.close();
+    await offline?.close();
   }
+}
+
+/**
+ * The vm-registry bundle beside this one (dist/apps/vm-registry/main.js), run on qubes.xml with
+ * no bus; it refuses (STORE_LOCKED) while a registry runs.
+ */
+function startOfflineRegistry(): StdioRequester {
+  const registry = process.env['QUBES_REGISTRY_BIN'] ?? path.resolve(__dirname, '../vm-registry/main.js');
+  return new StdioRequester(process.execPath, [registry, '--offline-stdio'], { ...process.env, QUBES_DATA_DIR: resolveDataDir() });
 }
 
 function unreachable(err: QubesError, target: { url: string; source: string }): QubesError {

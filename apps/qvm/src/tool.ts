@@ -1,7 +1,14 @@
-import type { Bus } from '@qubes-bus/bus';
+import type { Bus, Requester } from '@qubes-bus/bus';
 
-/** What every tool gets: a lazily opened bus, and where to write. */
+/** What every tool gets. */
 export interface ToolContext {
+  /**
+   * Where Admin API calls go: the bus; or with `offline`, a vm-registry run as a child process
+   * straight on qubes.xml (no bus, no hypervisor), for installation and recovery.
+   */
+  api(options?: { offline?: boolean }): Promise<Requester>;
+  /** The bus itself, for events (qvm-events). */
   bus(): Promise<Bus>;
   readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
 }

@@ -14,8 +14,9 @@ export function qvmLs(ctx: ToolContext): Command {
   return new Command('qvm-ls')
     .description('List VMs and their state')
     .argument('[vmname...]', 'list only these VMs')
-    .action(async (names: string[]) => {
-      const bus = await ctx.bus();
+    .option('--offline', 'read qubes.xml directly, without the bus (installation, recovery)')
+    .action(async (names: string[], options: { offline?: boolean }) => {
+      const bus = await ctx.api({ offline: options.offline === true });
       const reply =
         names.length === 0
           ? await bus.request(AdminVmList, {})
