@@ -36,6 +36,7 @@ export function createRegistry({ bus, log, dataDir, power = NO_HYPERVISOR, epoch
       await bus.ensureEventStream();
       service = await bus.createService(ServiceName.VmRegistry, { version, description: 'qubes.xml and the VMs in it' });
       registerHandlers(service, new Registry(store, busEvents(bus), power));
+      await bus.nc.flush(); // the server has our subscriptions: a request sent now is answered
       log.info({ dataDir, vms: store.app.domains.size }, 'vm-registry serving');
     },
     async stop() {
