@@ -9,9 +9,15 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
+// Each app's main.ts, and any worker-thread entries (src/*.worker.ts) beside it.
 const entries = readdirSync(path.join(root, 'apps'))
   .filter((app) => existsSync(path.join(root, 'apps', app, 'src/main.ts')))
-  .map((app) => ({ in: path.join(root, 'apps', app, 'src/main.ts'), out: `apps/${app}/main` }));
+  .flatMap((app) => [
+    { in: path.join(root, 'apps', app, 'src/main.ts'), out: `apps/${app}/main` },
+    ...readdirSync(path.join(root, 'apps', app, 'src'))
+      .filter((f) => f.endsWith('.worker.ts'))
+      .map((f) => ({ in: path.join(root, 'apps', app, 'src', f), out: `apps/${app}/${f.slice(0, -'.ts'.length)}` })),
+  ]);
 entries.push({ in: path.join(root, 'tools/stack/stack.ts'), out: 'tools/stack' });
 
 const started = Date.now();

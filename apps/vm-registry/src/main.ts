@@ -3,8 +3,12 @@ import { ServiceName } from '@qubes-bus/contracts';
 import { createLogger } from '@qubes-bus/log';
 import { runOffline } from './offline';
 import { createRegistry } from './service';
+import path from 'node:path';
+import { workerValidator } from './validate-worker';
 
 const dataDir = process.env['QUBES_DATA_DIR'] ?? '/var/lib/qubes';
+/** Built beside this bundle (tools/build.mjs bundles every src/*.worker.ts). */
+const validator = workerValidator(path.join(__dirname, 'xml-validation.worker.js'));
 
 async function serve(): Promise<void> {
   const url = process.env['QUBES_NATS_URL'] ?? DEFAULT_NATS_URL;
@@ -15,7 +19,7 @@ async function serve(): Promise<void> {
     log.fatal({ err }, 'vm-registry cannot connect to the bus');
     process.exit(1);
   });
-  const registry = createRegistry({ bus, log, dataDir });
+  const registry = createRegistry({ bus, log, dataDir, validator });
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;
@@ -39,7 +43,7 @@ async function serve(): Promise<void> {
 async function offline(): Promise<void> {
   // stdout is the protocol: logs go to stderr, warnings only.
   const log = createLogger(ServiceName.VmRegistry, { destination: 2, level: process.env['LOG_LEVEL'] ?? 'warn', pretty: false });
-  process.exitCode = await runOffline(dataDir, log);
+  process.exitCode = await runOffline(dataDir, log, validator);
 }
 
 void (process.argv.includes('--offline-stdio') ? offline() : serve());

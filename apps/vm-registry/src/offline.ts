@@ -13,10 +13,10 @@ import { QubesStore } from './store/qubes-store';
  * keep their rule of never loading qubes.xml code. It refuses to start while a registry holds
  * the store.
  */
-export async function runOffline(dataDir: string, log: Logger): Promise<number> {
+export async function runOffline(dataDir: string, log: Logger, validator?: (text: string, path: string) => Promise<void>): Promise<number> {
   let store: QubesStore;
   try {
-    store = await QubesStore.open({ dataDir, log, whenLocked: 'fail' });
+    store = await QubesStore.open({ dataDir, log, whenLocked: 'fail', ...(validator === undefined ? {} : { validator }) });
   } catch (err) {
     const failure = isQubesError(err) ? err : new QubesError('INTERNAL', (err as Error).message);
     if (!isQubesError(err)) log.error({ err }, 'offline store failed to open');

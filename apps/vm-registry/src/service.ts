@@ -14,6 +14,10 @@ export interface RegistryOptions {
   power?: PowerStates;
   /** Revision epoch (tests pin it); default: the time of the load. */
   epoch?: string;
+  /** No group commit: the benchmark's baseline. */
+  saveEachChange?: boolean;
+  /** How qubes.xml is validated (main.ts: in a worker thread); default in line. */
+  validator?: (text: string, path: string) => Promise<void>;
 }
 
 export interface RegistryService {
@@ -23,7 +27,8 @@ export interface RegistryService {
   stop(): Promise<void>;
 }
 
-export function createRegistry({ bus, log, dataDir, power = NO_HYPERVISOR, epoch }: RegistryOptions): RegistryService {
+export function createRegistry(options: RegistryOptions): RegistryService {
+  const { bus, log, dataDir, power = NO_HYPERVISOR, epoch, saveEachChange = false, validator } = options;
   let store: QubesStore | undefined;
   let service: BusService | undefined;
   return {
@@ -32,7 +37,7 @@ export function createRegistry({ bus, log, dataDir, power = NO_HYPERVISOR, epoch
     },
     async start() {
       // Load first: a malformed qubes.xml stops the registry before it answers anything.
-      store = await QubesStore.open({ dataDir, log, whenLocked: 'wait', ...(epoch === undefined ? {} : { epoch }) });
+      store = await QubesStore.open({ dataDir, log, whenLocked: 'wait', saveEachChange, ...(epoch === undefined ? {} : { epoch }), ...(validator === undefined ? {} : { validator }) });
       await bus.ensureEventStream();
       service = await bus.createService(ServiceName.VmRegistry, { version, description: 'qubes.xml and the VMs in it' });
       registerHandlers(service, new Registry(store, busEvents(bus), power));

@@ -75,15 +75,14 @@ export class Bus implements Requester {
     return parsed.data as ReplyOf<E>;
   }
 
-  /** Events of this connection are stored one after the other, so the stream keeps their order. */
-  private publishing: Promise<unknown> = Promise.resolve();
+  private publisher: Promise<import('./events').EventPublisher> | undefined;
 
   /**
    * Publishes an event on its subject (`qubes.vm.<vm>.<event>[.<qualifier>]`) and resolves with
    * its stream sequence once the stream has stored it. Events of one connection are stored in
-   * the order they were published, each once, through server restarts; EVENT_NOT_STORED if the
-   * stream cannot take it for 30 s. Fields are checked against the descriptor: a mismatch is a
-   * bug, thrown at once.
+   * the order they were published, each once, many in flight at once; through a server restart
+   * the failed ones are sent again (EVENT_NOT_STORED after 30 s). Fields are checked against
+   * the descriptor: a mismatch is a bug, thrown at once.
    */
   publish<E extends EventDescriptor>(event: E, target: { vm?: string; qualifier?: string }, fields: EventFieldsOf<E>): Promise<number> {
     const subject = event.subject(target);
@@ -95,9 +94,8 @@ export class Bus implements Requester {
       ts: new Date().toISOString(),
     };
     const data = encodeJson(message);
-    const stored = this.publishing.then(async () => (await loadEvents()).storeEvent(this.nc, subject, data));
-    this.publishing = stored.catch(() => undefined);
-    return stored;
+    this.publisher ??= loadEvents().then(({ EventPublisher }) => new EventPublisher(this.nc));
+    return this.publisher.then((publisher) => publisher.publish(subject, data));
   }
 
   /** Creates (or brings up to date) the event stream; idempotent, safe from every service. */
@@ -121,9 +119,13 @@ export class Bus implements Requester {
     return createBusService(this, name, options);
   }
 
-  /** Lets in-flight work finish, then closes (drain). */
+  /** Lets in-flight work finish (events being stored too, for a while), then closes (drain). */
   async close(): Promise<void> {
     if (this.nc.isClosed()) return;
+    if (this.publisher !== undefined) {
+      const publisher = await this.publisher;
+      await Promise.race([publisher.settled(), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
+    }
     try {
       await this.nc.drain();
     } catch {

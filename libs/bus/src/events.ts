@@ -57,7 +57,30 @@ function streamConfig(): Partial<StreamConfig> & { name: string } {
   };
 }
 
-export async function ensureEventStream(nc: NatsConnection): Promise<void> {
+/**
+ * Retries a JetStream management call while the server is not there to answer it: just after
+ * a restart, JetStream recovers its streams before it answers, and a client may still be
+ * reconnecting.
+ */
+async function patiently<T>(call: () => Promise<T>, patienceMs = EVENT_PUBLISH_PATIENCE_MS): Promise<T> {
+  const deadline = Date.now() + patienceMs;
+  for (let delay = 50; ; delay = Math.min(delay * 2, 1_000)) {
+    try {
+      return await call();
+    } catch (err) {
+      // An answer from JetStream is final; silence, or no JetStream yet, is not.
+      const transient = !(err instanceof JetStreamApiError) && /timeout|no responders|not enabled|disconnect|reconnect/i.test(String((err as Error)?.message));
+      if (!transient || Date.now() > deadline) throw err;
+      await sleep(delay);
+    }
+  }
+}
+
+export function ensureEventStream(nc: NatsConnection): Promise<void> {
+  return patiently(() => createOrUpdateStream(nc));
+}
+
+async function createOrUpdateStream(nc: NatsConnection): Promise<void> {
   const jsm = await jetstreamManager(nc);
   const config = streamConfig();
   try {
@@ -72,24 +95,88 @@ export async function ensureEventStream(nc: NatsConnection): Promise<void> {
 
 /** How long a publisher keeps trying to store one event (a server restart takes a second or two). */
 export const EVENT_PUBLISH_PATIENCE_MS = 30_000;
+/** Events sent and not yet acknowledged, at most. */
+const PUBLISH_WINDOW = 512;
+
+interface PendingEvent {
+  readonly order: number;
+  readonly subject: string;
+  readonly data: Uint8Array;
+  /** Lets the stream drop the copy of a retry whose first try was stored after all. */
+  readonly msgID: string;
+  readonly deadline: number;
+  resolve(seq: number): void;
+  reject(err: unknown): void;
+}
 
 /**
- * Stores one event in the stream and returns its sequence, retrying through a server restart;
- * the message id lets the stream drop the copy of a retry whose first try was stored after all.
+ * Stores events in the stream, in the order they were published, many in flight at once
+ * (the server stores them in the order they arrive on the connection), each acknowledged.
+ * Through a server restart the ones that failed are sent again, oldest first, until
+ * EVENT_PUBLISH_PATIENCE_MS; on a closed connection they fail at once.
  */
-export async function storeEvent(nc: NatsConnection, subject: string, data: Uint8Array): Promise<number> {
-  const js = jetstream(nc);
-  const msgID = nuid.next();
-  const deadline = Date.now() + EVENT_PUBLISH_PATIENCE_MS;
-  for (let delay = 50; ; delay = Math.min(delay * 2, 1_000)) {
-    try {
-      return (await js.publish(subject, data, { msgID, timeout: 2_000 })).seq;
-    } catch (err) {
-      if (Date.now() > deadline) {
-        throw new QubesError('EVENT_NOT_STORED', `the event stream did not store ${subject}: ${(err as Error).message}`, { cause: err });
-      }
-      await sleep(delay);
+export class EventPublisher {
+  private readonly queue: PendingEvent[] = [];
+  private inFlight = 0;
+  private order = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private idle: Array<() => void> = [];
+
+  constructor(private readonly nc: NatsConnection) {}
+
+  publish(subject: string, data: Uint8Array): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ order: this.order++, subject, data, msgID: nuid.next(), deadline: Date.now() + EVENT_PUBLISH_PATIENCE_MS, resolve, reject });
+      this.pump();
+    });
+  }
+
+  /** Resolves once every event published so far is stored or has failed. */
+  settled(): Promise<void> {
+    if (this.queue.length === 0 && this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  private pump(): void {
+    if (this.retryTimer !== undefined) return; // backing off after a failure
+    const js = jetstream(this.nc);
+    while (this.inFlight < PUBLISH_WINDOW && this.queue.length > 0) {
+      const event = this.queue.shift()!;
+      this.inFlight++;
+      js.publish(event.subject, event.data, { msgID: event.msgID, timeout: 2_000 }).then(
+        (ack) => {
+          this.inFlight--;
+          event.resolve(ack.seq);
+          this.pump();
+          this.notifyIdle();
+        },
+        (err: unknown) => {
+          this.inFlight--;
+          this.failed(event, err);
+        },
+      );
     }
+  }
+
+  private failed(event: PendingEvent, err: unknown): void {
+    if (this.nc.isClosed() || Date.now() > event.deadline) {
+      event.reject(new QubesError('EVENT_NOT_STORED', `the event stream did not store ${event.subject}: ${(err as Error).message}`, { cause: err }));
+      this.pump();
+      this.notifyIdle();
+      return;
+    }
+    // Back in line by its original order, ahead of everything published after it.
+    const at = this.queue.findIndex((e) => e.order > event.order);
+    this.queue.splice(at === -1 ? this.queue.length : at, 0, event);
+    this.retryTimer ??= setTimeout(() => {
+      this.retryTimer = undefined;
+      this.pump();
+    }, 250);
+  }
+
+  private notifyIdle(): void {
+    if (this.queue.length > 0 || this.inFlight > 0) return;
+    for (const resolve of this.idle.splice(0)) resolve();
   }
 }
 
@@ -100,17 +187,17 @@ export async function storeEvent(nc: NatsConnection, subject: string, data: Uint
  */
 export async function subscribeEvents(nc: NatsConnection, pattern: string, options: SubscribeOptions): Promise<EventSubscription> {
   await ensureEventStream(nc);
-  const { state } = await (await jetstreamManager(nc)).streams.info(EVENT_STREAM.name);
+  const { state } = await patiently(async () => (await jetstreamManager(nc)).streams.info(EVENT_STREAM.name));
   // "From now on" is pinned to the stream's last sequence here, not left to the moment the
   // server creates the consumer (later, asynchronously): an event published once this function
   // has returned is always delivered.
   const after = options.after ?? state.last_seq;
   const lost = after + 1 < state.first_seq ? { from: after + 1, to: state.first_seq - 1 } : null;
-  const consumer = await jetstream(nc).consumers.get(EVENT_STREAM.name, {
+  const consumer = await patiently(() => jetstream(nc).consumers.get(EVENT_STREAM.name, {
     filter_subjects: pattern,
     deliver_policy: DeliverPolicy.StartSequence,
     opt_start_seq: Math.max(after + 1, state.first_seq),
-  });
+  }));
   // Short pulls: a restarted server is noticed (missed heartbeats) within a couple of seconds.
   const messages: ConsumerMessages = await consumer.consume({ expires: 2_000 });
   async function* events(): AsyncGenerator<ReceivedEvent> {

@@ -5,7 +5,7 @@ export type { Change, CreateDomainSpec, Domain, Mutation, StoredValue, UsedBy } 
 export { CLASS_PROPERTIES, GLOBAL_PROPERTIES, propertyDef, propertyDefs, vmidToIpv4 } from './property-table';
 export type { PropertyDef, PropertyScope } from './property-table';
 export { initialQubesApp, loadQubesXml, serializeQubesXml } from './qubes-xml';
-export type { LoadResult } from './qubes-xml';
+export type { LoadOptions, LoadResult } from './qubes-xml';
 export { convertR3, parsePythonBoolDict, parsePythonStringList } from './r3';
-export { childElements, element, isElement, parseXml, renderXml, textOf } from './xml-tree';
+export { childElements, element, isElement, parseXml, renderXml, textOf, validateXml } from './xml-tree';
 export type { XmlElement, XmlNode } from './xml-tree';

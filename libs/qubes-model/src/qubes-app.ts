@@ -30,6 +30,11 @@ export interface Domain {
   extraAttrs: Record<string, string>;
   extraChildren: XmlNode[];
   revision: number;
+  /**
+   * Bumped by every change and every undo, never reused (unlike revision, which an undo
+   * takes back): what a cache of the VM's XML is checked against.
+   */
+  generation: number;
 }
 
 /** What a change did, in Qubes' event terms; the registry publishes these once on disk. */
@@ -64,6 +69,7 @@ export function newDomain(qid: number, klass: VmClass, props: Iterable<[string, 
     extraAttrs: {},
     extraChildren: [],
     revision: 0,
+    generation: 0,
   };
 }
 
@@ -373,9 +379,11 @@ export class QubesApp implements PropertyScope {
     }
     const d = this.domain(vm);
     const revision = d.revision++;
+    d.generation++;
     return () => {
       restore();
       d.revision = revision;
+      d.generation++;
     };
   }
 

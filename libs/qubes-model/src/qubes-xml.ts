@@ -2,7 +2,7 @@ import { VmClass, vmClassSchema } from '@qubes-bus/contracts';
 import { DEFAULT_LABELS } from './labels';
 import { ADMIN_VM_NAME, newAdminVm, newDomain, QubesApp, type Domain, type StoredValue } from './qubes-app';
 import { convertR3 } from './r3';
-import { childElements, element, isElement, malformed, parseXml, renderXml, textOf, type XmlElement } from './xml-tree';
+import { childElements, element, isElement, malformed, parseXml, renderAt, renderXml, textOf, type Prerendered, type XmlElement } from './xml-tree';
 
 /**
  * qubes.xml in Qubes R4's `<qubes>` format (qubes/app.py __xml__): labels, pools, global
@@ -29,9 +29,17 @@ export interface LoadResult {
   convertedFromR3: boolean;
 }
 
+export interface LoadOptions {
+  /** Revision epoch of this load. */
+  epoch?: string | undefined;
+  /** validateXml has passed on this text already (see ParseOptions.validated). */
+  validated?: boolean;
+}
+
 /** Parses qubes.xml, R4 or R3 (converted); STORE_MALFORMED says where anything is off. */
-export function loadQubesXml(untrustedText: string, path = 'qubes.xml', epoch?: string): LoadResult {
-  const root = parseXml(untrustedText, { path, root: ['qubes', 'QubesVmCollection'] });
+export function loadQubesXml(untrustedText: string, path = 'qubes.xml', options: LoadOptions | string = {}): LoadResult {
+  const { epoch, validated = false } = typeof options === 'string' ? { epoch: options } : options;
+  const root = parseXml(untrustedText, { path, root: ['qubes', 'QubesVmCollection'], validated });
   if (root.name === 'QubesVmCollection') return { app: convertR3(root, path, epoch), convertedFromR3: true };
   return { app: fromR4(root, path, epoch), convertedFromR3: false };
 }
@@ -141,20 +149,35 @@ export function serializeQubesXml(app: QubesApp): string {
     element(
       'domains',
       {},
-      domains.map((d) =>
-        element('domain', { id: `domain-${d.qid}`, class: d.klass, ...d.extraAttrs }, [
-          propertiesElement(d.klass === VmClass.AdminVM ? withoutIdentity(d.props) : d.props),
-          element('features', {}, [...d.features].map(([name, value]) => element('feature', { name }, value === '' ? [] : [{ text: value }]))),
-          element('tags', {}, [...d.tags].map((name) => element('tag', { name }))),
-          ...d.devices,
-          ...(d.volumeConfig === null ? [] : [d.volumeConfig]),
-          ...d.extraChildren,
-        ]),
-      ),
+      domains.map(renderDomain),
     ),
     ...app.extraChildren,
   ]);
   return renderXml(root);
+}
+
+/**
+ * A VM as XML, from a cache while the VM has not changed: a save rewrites the whole file, but
+ * rendering only the VMs that changed keeps a save of a big store cheap.
+ */
+const rendered = new WeakMap<Domain, { generation: number; xml: Prerendered }>();
+
+function renderDomain(d: Domain): Prerendered {
+  const cached = rendered.get(d);
+  if (cached !== undefined && cached.generation === d.generation) return cached.xml;
+  const xml = renderAt(
+    element('domain', { id: `domain-${d.qid}`, class: d.klass, ...d.extraAttrs }, [
+      propertiesElement(d.klass === VmClass.AdminVM ? withoutIdentity(d.props) : d.props),
+      element('features', {}, [...d.features].map(([name, value]) => element('feature', { name }, value === '' ? [] : [{ text: value }]))),
+      element('tags', {}, [...d.tags].map((name) => element('tag', { name }))),
+      ...d.devices,
+      ...(d.volumeConfig === null ? [] : [d.volumeConfig]),
+      ...d.extraChildren,
+    ]),
+    2,
+  );
+  rendered.set(d, { generation: d.generation, xml });
+  return xml;
 }
 
 /** dom0's name, qid and uuid are fixed, and Qubes does not store them. */

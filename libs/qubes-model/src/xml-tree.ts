@@ -10,7 +10,17 @@ export interface XmlElement {
   attrs: Record<string, string>;
   children: XmlNode[];
 }
-export type XmlNode = XmlElement | { text: string } | { comment: string };
+/**
+ * `raw`: the content of an element kept exactly as it was in the file, unparsed (device
+ * assignments and volume config, which other services own): it was validated with the whole
+ * document, and is written back as it came.
+ */
+export type XmlNode = XmlElement | { text: string } | { comment: string } | { raw: string } | Prerendered;
+
+/** An element already written out by renderAt, at the depth it is placed (a cached VM). */
+export interface Prerendered {
+  prerendered: string;
+}
 
 export function isElement(node: XmlNode): node is XmlElement {
   return 'name' in node;
@@ -30,7 +40,14 @@ export function textOf(el: XmlElement): string {
   return el.children.map((c) => ('text' in c ? c.text : '')).join('');
 }
 
+/**
+ * Elements whose content stays unparsed: fast-xml-parser is the slowest part of loading a big
+ * qubes.xml, and these subtrees are a third of it.
+ */
+export const RAW_ELEMENTS: readonly string[] = ['qubes.domains.domain.volume-config', 'qubes.domains.domain.devices'];
+
 const parser = new XMLParser({
+  stopNodes: [...RAW_ELEMENTS],
   preserveOrder: true,
   ignoreAttributes: false,
   attributeNamePrefix: '',
@@ -45,7 +62,9 @@ const parser = new XMLParser({
 
 type RawNode = Record<string, unknown> & { ':@'?: Record<string, string> };
 
-function fromRaw(raw: RawNode[]): XmlNode[] {
+const RAW_PATHS = new Set(RAW_ELEMENTS);
+
+function fromRaw(raw: RawNode[], at = ''): XmlNode[] {
   const out: XmlNode[] = [];
   for (const node of raw) {
     const key = Object.keys(node).find((k) => k !== ':@');
@@ -58,7 +77,12 @@ function fromRaw(raw: RawNode[]): XmlNode[] {
     } else if (key.startsWith('?')) {
       continue; // the XML declaration; written anew
     } else {
-      out.push({ name: key, attrs: { ...(node[':@'] ?? {}) }, children: fromRaw(node[key] as RawNode[]) });
+      const here = at === '' ? key : `${at}.${key}`;
+      const inner = node[key] as RawNode[];
+      const children: XmlNode[] = RAW_PATHS.has(here)
+        ? inner.map((n) => ({ raw: String(n['#text'] ?? '') })).filter((n) => n.raw !== '')
+        : fromRaw(inner, here);
+      out.push({ name: key, attrs: { ...(node[':@'] ?? {}) }, children });
     }
   }
   return out;
@@ -69,16 +93,28 @@ export interface ParseOptions {
   path: string;
   /** The root elements accepted. */
   root: readonly string[];
+  /**
+   * The caller has run validateXml on this very text already (the registry does it in a
+   * worker thread, beside the parse): do not do it twice.
+   */
+  validated?: boolean;
 }
 
 /**
- * Parses untrusted XML text. Broken XML is STORE_MALFORMED with the parser's line and column;
- * a DOCTYPE is refused outright (Qubes never writes one; it could only define entities).
+ * Checks that untrusted text is well-formed XML without a DOCTYPE; STORE_MALFORMED with the
+ * parser's line and column otherwise. fast-xml-parser's parse() accepts broken XML silently,
+ * so nothing is parsed without this having passed.
  */
-export function parseXml(untrustedText: string, { path, root }: ParseOptions): XmlElement {
+export function validateXml(untrustedText: string, path: string): void {
+  // Qubes never writes a DTD; one here could only define entities (expansion bombs, XXE).
   if (/<!DOCTYPE/i.test(untrustedText)) throw malformed(path, 'a DOCTYPE is not allowed');
   const verdict = XMLValidator.validate(untrustedText);
   if (verdict !== true) throw malformed(path, verdict.err.msg, { line: verdict.err.line, col: verdict.err.col });
+}
+
+/** Parses untrusted XML text, validated first unless the caller says it did that. */
+export function parseXml(untrustedText: string, { path, root, validated = false }: ParseOptions): XmlElement {
+  if (!validated) validateXml(untrustedText, path);
   const top = fromRaw(parser.parse(untrustedText) as RawNode[]).filter(isElement);
   const rootElement = top[0];
   if (top.length !== 1 || rootElement === undefined || !root.includes(rootElement.name)) {
@@ -121,7 +157,16 @@ function openTag(el: XmlElement): string {
   return `<${el.name}${attrs.join('')}`;
 }
 
+/** One element as renderXml writes it at `depth`, without the declaration: for caching. */
+export function renderAt(el: XmlElement, depth: number): Prerendered {
+  const lines: string[] = [];
+  renderElement(el, depth, lines);
+  return { prerendered: lines.join('\n') };
+}
+
 function renderInline(node: XmlNode): string {
+  if ('prerendered' in node) return node.prerendered.trim();
+  if ('raw' in node) return node.raw;
   if ('text' in node) return escapeText(node.text);
   if ('comment' in node) return `<!--${node.comment}-->`;
   if (node.children.length === 0) return `${openTag(node)}/>`;
@@ -130,17 +175,19 @@ function renderInline(node: XmlNode): string {
 
 function renderElement(el: XmlElement, depth: number, lines: string[]): void {
   const indent = '  '.repeat(depth);
-  const hasElements = el.children.some(isElement);
+  // Raw content counts as text: written back exactly, indentation and all.
+  const hasElements = el.children.some((c) => isElement(c) || 'prerendered' in c);
   // Without child elements, any text is the value, whitespace included; beside elements,
   // whitespace-only text is the old indentation, and other text makes it mixed content.
   const meaningful = hasElements ? el.children.filter((c) => !('text' in c) || c.text.trim() !== '') : el.children;
-  const mixed = hasElements && meaningful.some((c) => 'text' in c);
+  const mixed = hasElements && meaningful.some((c) => 'text' in c || 'raw' in c);
   if (!hasElements || mixed) {
     lines.push(`${indent}${renderInline({ ...el, children: meaningful })}`);
   } else {
     lines.push(`${indent}${openTag(el)}>`);
     for (const child of meaningful) {
       if (isElement(child)) renderElement(child, depth + 1, lines);
+      else if ('prerendered' in child) lines.push(child.prerendered);
       else lines.push(`${indent}  ${renderInline(child)}`);
     }
     lines.push(`${indent}</${el.name}>`);

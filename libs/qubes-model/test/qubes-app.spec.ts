@@ -154,6 +154,18 @@ describe('properties', () => {
     expect(app.setProperty('work', 'label', 'blue').changes).toEqual([]); // already so: nothing to do
   });
 
+  it('writes what is in memory after a change and after its undo (the per-VM render cache follows)', () => {
+    const app = fresh();
+    const before = serializeQubesXml(app);
+    const m = app.setProperty('work', 'memory', 1500);
+    expect(serializeQubesXml(app)).toContain('<property name="memory">1500</property>');
+    m.undo();
+    expect(serializeQubesXml(app)).toBe(before);
+    app.setProperty('work', 'memory', 1600); // same revision as the undone change, other value
+    expect(serializeQubesXml(app)).toContain('<property name="memory">1600</property>');
+    expect(serializeQubesXml(app)).not.toContain('1500');
+  });
+
   it('gives the default a property falls back to, and its doc', () => {
     const app = fresh();
     expect(app.defaultOf('work', 'memory')).toEqual({ value: 1024, type: 'int' });

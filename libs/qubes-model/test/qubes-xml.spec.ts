@@ -13,9 +13,10 @@ function signatures(root: XmlElement): string[] {
   const out: string[] = [];
   const walk = (el: XmlElement, at: string): void => {
     const attrs = Object.entries(el.attrs).sort(([a], [b]) => a.localeCompare(b));
+    // device assignments and volume config are kept raw: compared exactly, whitespace and all
     const text = el.children.some(isElement)
       ? el.children.map((c) => ('text' in c ? c.text.trim() : '')).join('')
-      : el.children.map((c) => ('text' in c ? c.text : '')).join('');
+      : el.children.map((c) => ('text' in c ? c.text : 'raw' in c ? c.raw : '')).join('');
     const here = `${at}/${el.name}`;
     out.push(`${here} ${JSON.stringify(attrs)} ${JSON.stringify(text)}`);
     for (const child of el.children) if (isElement(child)) walk(child, here);
