@@ -4,11 +4,27 @@ import { connectBus, redactUrl, StdioRequester, type Bus } from '@qubes-bus/bus'
 import { isQubesError, QubesError } from '@qubes-bus/contracts';
 import { createLogger } from '@qubes-bus/log';
 import { resolveBusUrl, resolveDataDir } from './bus-url';
+import { UsageError } from './errors';
 import type { ToolContext } from './tool';
+import { qvmCreate } from './tools/qvm-create';
+import { qvmEvents } from './tools/qvm-events';
+import { qvmFeatures } from './tools/qvm-features';
 import { qvmLs } from './tools/qvm-ls';
+import { qubesPrefs, qvmPrefs } from './tools/qvm-prefs';
+import { qvmRemove } from './tools/qvm-remove';
+import { qvmService } from './tools/qvm-service';
+import { qvmTags } from './tools/qvm-tags';
 
 const TOOLS = {
   'qvm-ls': qvmLs,
+  'qvm-prefs': qvmPrefs,
+  'qubes-prefs': qubesPrefs,
+  'qvm-create': qvmCreate,
+  'qvm-remove': qvmRemove,
+  'qvm-features': qvmFeatures,
+  'qvm-service': qvmService,
+  'qvm-tags': qvmTags,
+  'qvm-events': qvmEvents,
 } as const;
 
 export type ToolName = keyof typeof TOOLS;
@@ -27,8 +43,13 @@ export async function run(tool: string, argv: readonly string[]): Promise<void> 
   let offline: StdioRequester | undefined;
   const target = resolveBusUrl();
   const ctx: ToolContext = {
+    // Made on first use: most tools never read their input.
+    get stdin() {
+      return process.stdin;
+    },
     stdout: process.stdout,
     stderr: process.stderr,
+    signals: process,
     async api(options = {}) {
       if (!options.offline) return ctx.bus();
       offline ??= startOfflineRegistry();
@@ -57,7 +78,10 @@ export async function run(tool: string, argv: readonly string[]): Promise<void> 
     if (err instanceof CommanderError) {
       // commander has printed usage or its message already
       process.exitCode = err.exitCode === 0 ? 0 : 2;
-    } else if (isQubesError(err, 'SERVICE_UNAVAILABLE')) {
+    } else if (err instanceof UsageError) {
+      fail(err.message, err);
+      process.exitCode = 2;
+    } else if (isQubesError(err, 'SERVICE_UNAVAILABLE') && offline === undefined) {
       // The bus answers but the service does not: often another nats-server on the default port.
       fail(`${err.message} (bus at ${redactUrl(target.url)}, from ${target.source}; start the stack with 'npm start')`, err);
     } else {

@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events';
 import type { Bus, Requester } from '@qubes-bus/bus';
 
 /** What every tool gets. */
@@ -9,6 +10,9 @@ export interface ToolContext {
   api(options?: { offline?: boolean }): Promise<Requester>;
   /** The bus itself, for events (qvm-events). */
   bus(): Promise<Bus>;
+  readonly stdin: NodeJS.ReadableStream & { readonly isTTY?: boolean };
   readonly stdout: NodeJS.WritableStream;
   readonly stderr: NodeJS.WritableStream;
+  /** Where SIGINT and SIGTERM arrive (the process; tests pass their own emitter). */
+  readonly signals: EventEmitter;
 }

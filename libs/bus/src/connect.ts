@@ -77,15 +77,17 @@ export async function connectNats(options: ConnectOptions): Promise<NatsConnecti
       details: { url: redactUrl(options.url) },
     });
   }
-  void logStatus(nc, options.log);
+  void logStatus(nc, options.log, options.mode);
   return nc;
 }
 
-async function logStatus(nc: NatsConnection, log: Logger): Promise<void> {
+async function logStatus(nc: NatsConnection, log: Logger, mode: ConnectOptions['mode']): Promise<void> {
   for await (const status of nc.status()) {
     switch (status.type) {
       case 'disconnect':
-        log.warn({ server: status.server }, 'disconnected from the bus; reconnecting');
+        // A tool does not reconnect: its caller reports the failure that follows.
+        if (mode === 'service') log.warn({ server: status.server }, 'disconnected from the bus; reconnecting');
+        else log.debug({ server: status.server }, 'disconnected from the bus');
         break;
       case 'reconnect':
         log.info({ server: status.server }, 'reconnected to the bus');

@@ -1,0 +1,199 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { connectBus } from '@qubes-bus/bus';
+import { AdminVmList, isQubesError } from '@qubes-bus/contracts';
+import { captureLog, startNats, tmpDataDir, type TestNats, type TmpDir } from '@qubes-bus/testing';
+
+/**
+ * The tools as a user runs them: the built bundles, the bin links in node_modules/.bin, a real
+ * nats-server and a real vm-registry process. Nothing of the registry's code is imported.
+ */
+export const REPO_ROOT = path.resolve(__dirname, '../../..');
+const run = promisify(execFile);
+
+/** Builds the bundles (each written whole, so parallel test files may build at once). */
+export async function buildBundles(): Promise<void> {
+  await run(process.execPath, [path.join(REPO_ROOT, 'tools/build.mjs'), '--quiet'], { cwd: REPO_ROOT });
+}
+
+export interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node_modules/.bin/<tool> args` from the repository root; stdin is empty (not a terminal). */
+export function tool(name: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(path.join(REPO_ROOT, 'node_modules/.bin', name), [...args], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** The environment of a tool: this bus, this data dir, no stray settings from the caller. */
+export function toolEnv(natsUrl: string, dataDir: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, QUBES_NATS_URL: natsUrl, QUBES_DATA_DIR: dataDir };
+  delete env['LOG_LEVEL'];
+  delete env['QUBES_REGISTRY_BIN'];
+  return env;
+}
+
+/** A process the test started, with what it printed so far. */
+export interface Started {
+  readonly child: ChildProcess;
+  output(): string;
+  /** SIGTERM (or `signal`), then SIGKILL after 5 s; resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+function started(child: ChildProcess): Started {
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child,
+    output: () => output,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill(signal);
+        const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+        const code = await exit;
+        clearTimeout(timer);
+        return code;
+      }
+      return exit;
+    },
+  };
+}
+
+/** The vm-registry from its bundle, on `dataDir`; resolves once admin.vm.List answers. */
+export async function startRegistry(natsUrl: string, dataDir: string): Promise<Started> {
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/apps/vm-registry/main.js')], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, QUBES_NATS_URL: natsUrl, QUBES_DATA_DIR: dataDir, LOG_FORMAT: 'json' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const registry = started(child);
+  try {
+    await untilRegistryAnswers(natsUrl, child);
+  } catch (err) {
+    await registry.stop('SIGKILL');
+    throw new Error(`${(err as Error).message}; it printed:\n${registry.output()}`);
+  }
+  return registry;
+}
+
+async function untilRegistryAnswers(natsUrl: string, child: ChildProcess): Promise<void> {
+  const bus = await connectBus({ url: natsUrl, name: 'qvm-test', log: captureLog('qvm-test').log, mode: 'tool' });
+  try {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`the vm-registry exited with status ${child.exitCode}`);
+      try {
+        await bus.request(AdminVmList, {}, { timeoutMs: 2_000 });
+        return;
+      } catch (err) {
+        if (!isQubesError(err, 'SERVICE_UNAVAILABLE') && !isQubesError(err, 'TIMEOUT')) throw err;
+        if (Date.now() > deadline) throw new Error('the vm-registry did not answer admin.vm.List within 20 s');
+        await sleep(50);
+      }
+    }
+  } finally {
+    await bus.close();
+  }
+}
+
+/** A long-running tool (qvm-events), its stdout read line by line. */
+export interface Watching extends Started {
+  /** Resolves with the next line printed, or fails after `timeoutMs`. */
+  nextLine(timeoutMs?: number): Promise<string>;
+  /** The lines printed and not yet taken by nextLine(). */
+  takeRest(): string[];
+  stderr(): string;
+}
+
+export function watch(name: string, args: readonly string[], env: NodeJS.ProcessEnv): Watching {
+  const child = spawn(path.join(REPO_ROOT, 'node_modules/.bin', name), [...args], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const lines: string[] = [];
+  const waiting: Array<(line: string) => void> = [];
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    const next = waiting.shift();
+    if (next === undefined) lines.push(line);
+    else next(line);
+  });
+  const proc = started(child);
+  return {
+    ...proc,
+    stderr: () => stderr,
+    takeRest: () => lines.splice(0),
+    nextLine(timeoutMs = 10_000) {
+      const ready = lines.shift();
+      if (ready !== undefined) return Promise.resolve(ready);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiting.splice(waiting.indexOf(take), 1);
+          reject(new Error(`${name} printed no line within ${timeoutMs} ms (stderr: ${stderr || 'nothing'})`));
+        }, timeoutMs);
+        const take = (line: string): void => {
+          clearTimeout(timer);
+          resolve(line);
+        };
+        waiting.push(take);
+      });
+    },
+  };
+}
+
+/** A bus, a data dir and a registry for one test file. */
+export interface Stack {
+  readonly nats: TestNats;
+  readonly dir: TmpDir;
+  readonly registry: Started;
+  readonly env: NodeJS.ProcessEnv;
+  stop(): Promise<void>;
+}
+
+export async function startStack(): Promise<Stack> {
+  const nats = await startNats();
+  const dir = tmpDataDir('qubes-bus-qvm-');
+  let registry: Started;
+  try {
+    registry = await startRegistry(nats.url, dir.path);
+  } catch (err) {
+    await nats.stop();
+    dir.remove();
+    throw err;
+  }
+  return {
+    nats,
+    dir,
+    registry,
+    env: toolEnv(nats.url, dir.path),
+    async stop() {
+      try {
+        await registry.stop();
+      } finally {
+        await nats.stop();
+        dir.remove();
+      }
+    },
+  };
+}
+
+/** One `ERROR: ` line on stderr and nothing else: how every failure of a tool looks. */
+export function errorLine(result: Result): string {
+  const lines = result.stderr.split('\n').filter((line) => line !== '');
+  if (lines.length !== 1 || !lines[0]!.startsWith('ERROR: ')) throw new Error(`expected one ERROR line, got stderr:\n${result.stderr}`);
+  return lines[0]!;
+}
