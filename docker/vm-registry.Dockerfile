@@ -6,9 +6,10 @@ WORKDIR /src
 COPY . .
 RUN npm ci --no-audit --no-fund && node tools/build.mjs
 
-# The bundle carries its dependencies; the runtime image needs only Node.
+# The bundle carries its dependencies but one: fs-ext, a native addon (file locks), built above.
 FROM node:20-bookworm-slim
 COPY --from=build /src/dist/apps/vm-registry/ /app/
+COPY --from=build /src/node_modules/fs-ext/ /app/node_modules/fs-ext/
 ENV QUBES_DATA_DIR=/var/lib/qubes \
     QUBES_NATS_URL=nats://nats:4222 \
     LOG_LEVEL=info \
