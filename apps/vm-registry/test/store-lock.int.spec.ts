@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connectBus, StdioRequester, type Bus } from '@qubes-bus/bus';
@@ -93,6 +94,19 @@ describe('who holds qubes.xml', () => {
     expect(memory.value).toBe(777);
     await b.stop();
   }, 60_000);
+
+  it('the built registry (validating in a worker thread) refuses a malformed qubes.xml with its position and leaves it untouched', async () => {
+    const dir = tmpDataDir();
+    cleanups.push(() => dir.remove());
+    const broken = "<?xml version='1.0' encoding='UTF-8'?>\n<qubes>\n  <domains>\n    <domain id=\"domain-0\" class=\"AdminVM\">\n  </domains>\n</qubes>\n";
+    writeFileSync(path.join(dir.path, 'qubes.xml'), broken);
+    const offline = new StdioRequester(process.execPath, [BUNDLE, '--offline-stdio'], { ...process.env, QUBES_DATA_DIR: dir.path });
+    cleanups.push(() => offline.close());
+    const err = await rejectionOf(offline.request(AdminVmList, {}));
+    expect(err.code).toBe('STORE_MALFORMED');
+    expect(err.message).toMatch(/qubes\.xml is malformed at line 5, column \d+/);
+    expect(readFileSync(path.join(dir.path, 'qubes.xml'), 'utf8')).toBe(broken);
+  });
 
   it('offline tools work on qubes.xml with no registry, and refuse while a registry holds it', async () => {
     const dir = tmpDataDir();
