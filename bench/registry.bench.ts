@@ -84,7 +84,7 @@ async function loadAndSave(): Promise<void> {
   const validator = workerValidator(path.join(ROOT, 'dist/apps/vm-registry/xml-validation.worker.js'));
   let app = loadQubesXml(text).app;
   const load = await timeMany(async () => {
-    const store = await QubesStore.open({ dataDir: dir.path, log, whenLocked: 'fail', validator });
+    const store = await QubesStore.open({ dataDir: dir.path, log, whenLocked: 'fail', create: false, validator });
     app = store.app;
     await store.close();
   }, runs, 1);

@@ -52,7 +52,7 @@ export async function run(tool: string, argv: readonly string[]): Promise<void> 
     signals: process,
     async api(options = {}) {
       if (!options.offline) return ctx.bus();
-      offline ??= startOfflineRegistry();
+      offline ??= startOfflineRegistry(options.createStore === true);
       return offline;
     },
     async bus() {
@@ -97,9 +97,10 @@ export async function run(tool: string, argv: readonly string[]): Promise<void> 
  * The vm-registry bundle beside this one (dist/apps/vm-registry/main.js), run on qubes.xml with
  * no bus; it refuses (STORE_LOCKED) while a registry runs.
  */
-function startOfflineRegistry(): StdioRequester {
+function startOfflineRegistry(createStore: boolean): StdioRequester {
   const registry = process.env['QUBES_REGISTRY_BIN'] ?? path.resolve(__dirname, '../vm-registry/main.js');
-  return new StdioRequester(process.execPath, [registry, '--offline-stdio'], { ...process.env, QUBES_DATA_DIR: resolveDataDir() });
+  const args = [registry, '--offline-stdio', ...(createStore ? ['--create-store'] : [])];
+  return new StdioRequester(process.execPath, args, { ...process.env, QUBES_DATA_DIR: resolveDataDir() });
 }
 
 function unreachable(err: QubesError, target: { url: string; source: string }): QubesError {

@@ -5,9 +5,10 @@ import type { Bus, Requester } from '@qubes-bus/bus';
 export interface ToolContext {
   /**
    * Where Admin API calls go: the bus; or with `offline`, a vm-registry run as a child process
-   * straight on qubes.xml (no bus, no hypervisor), for installation and recovery.
+   * straight on qubes.xml (no bus, no hypervisor), for installation and recovery; only with
+   * `createStore` (qvm-create, installing) does it create a qubes.xml where there is none.
    */
-  api(options?: { offline?: boolean }): Promise<Requester>;
+  api(options?: { offline?: boolean; createStore?: boolean }): Promise<Requester>;
   /** The bus itself, for events (qvm-events). */
   bus(): Promise<Bus>;
   readonly stdin: NodeJS.ReadableStream & { readonly isTTY?: boolean };

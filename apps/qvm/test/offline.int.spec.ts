@@ -33,8 +33,13 @@ async function ok(result: Promise<Result>): Promise<string> {
 
 describe('--offline', () => {
   it('works on qubes.xml with no bus and no registry running: qvm-create, qvm-prefs, qvm-ls', async () => {
-    expect(await ok(offline('qvm-ls'))).toBe('NAME  STATE    CLASS    LABEL  TEMPLATE  NETVM\ndom0  Running  AdminVM  black  -         -\n');
+    // Reading tools never create a store: a mistyped data dir is an error, not an empty system.
+    const missing = await offline('qvm-ls');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^ERROR: there is no qubes\.xml in .*: check QUBES_DATA_DIR/);
+    // Installing does: the first qvm-create makes it, with dom0.
     await ok(offline('qvm-create', '--class', 'TemplateVM', '--label', 'black', 'debian-12'));
+    expect(await ok(offline('qvm-ls', 'dom0'))).toBe('NAME  STATE    CLASS    LABEL  TEMPLATE  NETVM\ndom0  Running  AdminVM  black  -         -\n');
     await ok(offline('qvm-create', '--template', 'debian-12', '--label', 'green', '--property', 'vcpus=1', 'rescue'));
     await ok(offline('qvm-prefs', 'rescue', 'memory', '512'));
     expect(await ok(offline('qvm-prefs', 'rescue', 'memory'))).toBe('512\n');

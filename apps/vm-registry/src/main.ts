@@ -43,7 +43,7 @@ async function serve(): Promise<void> {
 async function offline(): Promise<void> {
   // stdout is the protocol: logs go to stderr, warnings only.
   const log = createLogger(ServiceName.VmRegistry, { destination: 2, level: process.env['LOG_LEVEL'] ?? 'warn', pretty: false });
-  process.exitCode = await runOffline(dataDir, log, validator);
+  process.exitCode = await runOffline(dataDir, log, { create: process.argv.includes('--create-store'), validator });
 }
 
 void (process.argv.includes('--offline-stdio') ? offline() : serve());

@@ -11,12 +11,17 @@ import { QubesStore } from './store/qubes-store';
  * same handlers, answering a tool on stdin/stdout instead of the bus; no bus, no hypervisor.
  * Deviation from DESIGN.md §2 ("in-process"): it runs as the tool's child process, so the tools
  * keep their rule of never loading qubes.xml code. It refuses to start while a registry holds
- * the store.
+ * the store, and creates one only when asked (qvm-create, installing).
  */
-export async function runOffline(dataDir: string, log: Logger, validator?: (text: string, path: string) => Promise<void>): Promise<number> {
+export async function runOffline(
+  dataDir: string,
+  log: Logger,
+  options: { create: boolean; validator?: (text: string, path: string) => Promise<void> },
+): Promise<number> {
+  const { create, validator } = options;
   let store: QubesStore;
   try {
-    store = await QubesStore.open({ dataDir, log, whenLocked: 'fail', ...(validator === undefined ? {} : { validator }) });
+    store = await QubesStore.open({ dataDir, log, whenLocked: 'fail', create, ...(validator === undefined ? {} : { validator }) });
   } catch (err) {
     const failure = isQubesError(err) ? err : new QubesError('INTERNAL', (err as Error).message);
     if (!isQubesError(err)) log.error({ err }, 'offline store failed to open');

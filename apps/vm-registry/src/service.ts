@@ -37,7 +37,7 @@ export function createRegistry(options: RegistryOptions): RegistryService {
     },
     async start() {
       // Load first: a malformed qubes.xml stops the registry before it answers anything.
-      store = await QubesStore.open({ dataDir, log, whenLocked: 'wait', saveEachChange, ...(epoch === undefined ? {} : { epoch }), ...(validator === undefined ? {} : { validator }) });
+      store = await QubesStore.open({ dataDir, log, whenLocked: 'wait', create: true, saveEachChange, ...(epoch === undefined ? {} : { epoch }), ...(validator === undefined ? {} : { validator }) });
       await bus.ensureEventStream();
       service = await bus.createService(ServiceName.VmRegistry, { version, description: 'qubes.xml and the VMs in it' });
       registerHandlers(service, new Registry(store, busEvents(bus), power));

@@ -61,11 +61,13 @@ function startRegistry(lane: Lane): ChildProcess {
 }
 
 async function untilServing(client: Bus): Promise<void> {
+  const deadline = Date.now() + 30_000;
   for (;;) {
     try {
       await client.request(AdminVmList, {}, { dest: 'dom0', timeoutMs: 1_000 });
       return;
-    } catch {
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`the registry did not come back after a kill: ${(err as Error).message}`);
       await sleep(10);
     }
   }

@@ -112,7 +112,7 @@ describe('who holds qubes.xml', () => {
     const dir = tmpDataDir();
     cleanups.push(() => dir.remove());
     const env = { ...process.env, QUBES_DATA_DIR: dir.path };
-    const offline = new StdioRequester(process.execPath, [BUNDLE, '--offline-stdio'], env);
+    const offline = new StdioRequester(process.execPath, [BUNDLE, '--offline-stdio', '--create-store'], env);
     cleanups.push(() => offline.close());
     await offline.request(AdminVmCreate.TemplateVM, { payload: { name: 'fedora-40', label: 'black' } });
     await offline.request(AdminVmCreate.AppVM, { arg: 'fedora-40', payload: { name: 'work', label: 'blue' } });

@@ -106,11 +106,12 @@ export async function handleRequest<E extends Endpoint>(
 function sortFailure(err: unknown, endpoint: Endpoint, reqId: string, log: Logger): QubesError {
   if (isQubesError(err) && err.kind === 'user') {
     // Raised here, or by a service this handler called (no such VM is no such VM either way).
-    log.info({ code: err.code, msg: err.message, remote: err.remote }, 'request refused');
+    // The message may quote what the caller sent: untrusted, under its own key.
+    log.info({ code: err.code, remote: err.remote, untrusted: { message: err.message } }, 'request refused');
     return err;
   }
   if (isQubesError(err) && err.kind === 'bad-request' && !err.remote) {
-    log.info({ code: err.code, msg: err.message }, 'bad request');
+    log.info({ code: err.code, untrusted: { message: err.message } }, 'bad request');
     return err;
   }
   if (isQubesError(err) && err.kind === 'transport') {

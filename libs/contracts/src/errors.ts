@@ -134,6 +134,11 @@ export const ERROR_CATALOG = {
     kind: ErrorKind.User,
     summary: 'qubes.xml was changed by something else since the registry read it; it is not overwritten. Restart the registry to load it.',
   },
+  STORE_MISSING: {
+    status: 500,
+    kind: ErrorKind.User,
+    summary: 'There is no qubes.xml where one is expected; a left backup is not silently replaced by an empty store.',
+  },
   STORE_LOCKED: {
     status: 423,
     kind: ErrorKind.User,

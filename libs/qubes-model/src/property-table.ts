@@ -72,6 +72,14 @@ function disposableTemplate(name: string) {
   };
 }
 
+/** A kernel is a directory of the linux-kernel pool named by its version: never a path. */
+function kernelVersion(name: string) {
+  return (value: PropertyValue): void => {
+    if (value !== null && !/^[a-zA-Z0-9._+-]{1,64}$/.test(value as string)) throw invalid(`${name}: ${JSON.stringify(value)} is not a kernel version`);
+    if (value === '.' || value === '..') throw invalid(`${name}: ${JSON.stringify(value)} is not a kernel version`);
+  };
+}
+
 /** Qubes' vmid_to_ipv4: 10.137.<qid / 256>.<qid % 256>, skipping .0 and .255 above 254. */
 export function vmidToIpv4(prefix: string, vmid: number): string {
   if (vmid < 255) return `${prefix}.${(vmid >> 8) & 0xff}.${vmid & 0xff}`;
@@ -91,12 +99,9 @@ const netvmProperty = (defaultNone: boolean): PropertyDef => ({
   type: PropertyType.Vm,
   allowNone: true,
   doc: 'The VM that provides network to this one; none: disconnected; unset: the default netvm.',
-  defaultValue: defaultNone
-    ? () => null
-    : (vm, scope) => {
-        const fallback = scope.value(null, 'default_netvm');
-        return fallback === vm ? null : fallback;
-      },
+  // As in Qubes, even the default netvm itself follows default_netvm: setting default_netvm to
+  // a VM that uses the default is a loop, and refused as one.
+  defaultValue: defaultNone ? () => null : (_vm, scope) => scope.value(null, 'default_netvm'),
   // Loops are checked by the app on the whole graph, once the value is in place.
   validate: (value, _vm, scope) => {
     if (value !== null && scope.value(value as string, 'provides_network') !== true) {
@@ -125,9 +130,7 @@ function qubesVm(options: { templateBased: boolean; netvmDefaultNone: boolean; b
       type: PropertyType.Str,
       allowNone: true,
       defaultValue: withTemplate('kernel', global('default_kernel')),
-      validate: (value) => {
-        if (value !== null && !/^[a-zA-Z0-9._+-]{1,64}$/.test(value as string)) throw invalid(`kernel: ${JSON.stringify(value)} is not a kernel version`);
-      },
+      validate: kernelVersion('kernel'),
       doc: 'Kernel the VM boots (a directory of the linux-kernel pool); none: the one inside the VM.',
     },
     {
@@ -196,9 +199,11 @@ function qubesVm(options: { templateBased: boolean; netvmDefaultNone: boolean; b
       defaultValue: (vm, scope) => {
         if (vm === null) return null;
         const networked = scope.value(vm, 'netvm') !== null || scope.value(vm, 'provides_network') === true;
-        return networked ? vmidToIpv4('10.137', scope.qidOf(vm)) : null;
+        if (!networked) return null;
+        // Disposables are numbered apart (qubes/vm/mix/net.py get_ip_for_vm).
+        return scope.classOf(vm) === VmClass.DispVM ? vmidToIpv4('10.138', scope.value(vm, 'dispid') as number) : vmidToIpv4('10.137', scope.qidOf(vm));
       },
-      doc: 'IPv4 address of the VM (10.137.0.<qid> by default).',
+      doc: 'IPv4 address of the VM (10.137.0.<qid> by default; 10.138.<dispid> for a disposable).',
     },
     netvmProperty(options.netvmDefaultNone),
     {
@@ -328,7 +333,7 @@ export const GLOBAL_PROPERTIES: readonly PropertyDef[] = ([
   globalVm('clockvm', 'VM that keeps the time for dom0.'),
   globalVm('default_dispvm', 'Default disposable template.', { validate: disposableTemplate('default_dispvm') }),
   globalVm('management_dispvm', 'Default disposable template for managing VMs.', { validate: disposableTemplate('management_dispvm') }),
-  { name: 'default_kernel', type: PropertyType.Str, allowNone: true, defaultValue: () => null, doc: 'Kernel VMs boot when they name none.' },
+  { name: 'default_kernel', type: PropertyType.Str, allowNone: true, defaultValue: () => null, validate: kernelVersion('default_kernel'), doc: 'Kernel VMs boot when they name none.' },
   {
     name: 'default_pool',
     type: PropertyType.Str,

@@ -8,12 +8,20 @@ import {
 } from '@qubes-bus/contracts';
 import { BUILTIN_LABEL_COUNT, type Label } from './labels';
 import { propertyDef, propertyDefs, type PropertyDef, type PropertyScope } from './property-table';
-import type { XmlElement, XmlNode } from './xml-tree';
+import { childElements, isElement, parseXml, type XmlElement, type XmlNode } from './xml-tree';
 
 /** A property as qubes.xml stores it: text, or a reference (labels). */
 export interface StoredValue {
   readonly text?: string;
   readonly ref?: string;
+  /** Attributes of the <property> element this code does not know, kept. */
+  readonly attrs?: Readonly<Record<string, string>>;
+}
+
+/** What a container element held that this code does not model: its attributes, other children. */
+export interface Extras {
+  attrs: Record<string, string>;
+  children: XmlNode[];
 }
 
 /** One VM as the store keeps it; only what is set explicitly is here. */
@@ -29,12 +37,14 @@ export interface Domain {
   /** Attributes and elements this code does not know, written back as they came. */
   extraAttrs: Record<string, string>;
   extraChildren: XmlNode[];
-  revision: number;
+  /** Per container (properties, features, tags): what it held that is not modelled. */
+  containerExtras: Record<string, Extras>;
   /**
-   * Bumped by every change and every undo, never reused (unlike revision, which an undo
-   * takes back): what a cache of the VM's XML is checked against.
+   * Bumped by every change and by every undo, never reused: a client that read a change later
+   * undone (its save failed) cannot pass a revision check with it. A cache of the VM's XML is
+   * checked against it too.
    */
-  generation: number;
+  revision: number;
 }
 
 /** What a change did, in Qubes' event terms; the registry publishes these once on disk. */
@@ -68,8 +78,8 @@ export function newDomain(qid: number, klass: VmClass, props: Iterable<[string, 
     volumeConfig: null,
     extraAttrs: {},
     extraChildren: [],
+    containerExtras: {},
     revision: 0,
-    generation: 0,
   };
 }
 
@@ -86,6 +96,8 @@ export const ADMIN_VM_NAME = 'dom0';
 const TRUE_WORDS = new Set(['true', 'yes', 'on', '1']);
 const FALSE_WORDS = new Set(['false', 'no', 'off', '0']);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Characters XML 1.0 allows (qubes.xml must stay readable by Qubes' own lxml). */
+const XML_TEXT = /^[\t\n\r\u0020-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]*$/u;
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
 export interface CreateDomainSpec {
@@ -116,6 +128,8 @@ export class QubesApp implements PropertyScope {
   /** Attributes of <qubes> and elements under it this code does not know. */
   rootAttrs: Record<string, string> = {};
   extraChildren: XmlNode[] = [];
+  /** Per container under <qubes> (labels, pools, properties, domains): what is not modelled. */
+  readonly containerExtras: Record<string, Extras> = {};
   globalRevision = 0;
 
   /**
@@ -320,7 +334,9 @@ export class QubesApp implements PropertyScope {
         return untrusted;
       default:
         if (typeof untrusted === 'boolean') throw typeError('text');
-        if (/[\0\n\r]/.test(String(untrusted))) throw new QubesError('PROPERTY_VALUE_INVALID', `${def.name} cannot hold NUL or line breaks`);
+        if (/[\n\r]/.test(String(untrusted)) || !XML_TEXT.test(String(untrusted))) {
+          throw new QubesError('PROPERTY_VALUE_INVALID', `${def.name} can hold neither line breaks nor control characters`, { details: { property: def.name } });
+        }
         return String(untrusted);
     }
   }
@@ -337,10 +353,11 @@ export class QubesApp implements PropertyScope {
     const before = map.get(property);
     if (before !== undefined && before.text === stored.text && before.ref === stored.ref) return NO_CHANGE;
     const oldvalue = this.value(vm, property);
+    const inherited = this.inheritedBefore(vm);
     const undo = this.touch(vm, () => (before === undefined ? map.delete(property) : map.set(property, before)));
     map.set(property, stored);
     this.checkNetworkAfter(vm, property, undo);
-    return { changes: [{ type: 'property-set', vm, name: property, newvalue: value, oldvalue }], undo };
+    return this.withInherited({ changes: [{ type: 'property-set', vm, name: property, newvalue: value, oldvalue }], undo }, inherited);
   }
 
   resetProperty(vm: string | null, property: string): Mutation {
@@ -355,6 +372,7 @@ export class QubesApp implements PropertyScope {
     const before = map.get(property);
     if (before === undefined) return NO_CHANGE;
     const oldvalue = this.value(vm, property);
+    const inherited = this.inheritedBefore(vm);
     const undo = this.touch(vm, () => map.set(property, before));
     map.delete(property);
     const newvalue = this.value(vm, property);
@@ -365,25 +383,89 @@ export class QubesApp implements PropertyScope {
       });
     }
     this.checkNetworkAfter(vm, property, undo);
-    return { changes: [{ type: 'property-reset', vm, name: property, newvalue, oldvalue }], undo };
+    return this.withInherited({ changes: [{ type: 'property-reset', vm, name: property, newvalue, oldvalue }], undo }, inherited);
   }
 
-  /** Bumps the revision of what `vm` names; the undo restores both it and the data. */
+  /**
+   * The VMs whose defaults follow `vm`'s properties (its template children, theirs, ...), or
+   * every VM for a global property, with their defaulted values now.
+   */
+  private inheritedBefore(vm: string | null): Map<string, Map<string, PropertyValue>> {
+    const snapshot = new Map<string, Map<string, PropertyValue>>();
+    const followers = vm === null ? [...this.domains.keys()] : this.templateChildren(vm);
+    for (const name of followers) snapshot.set(name, this.defaultedValues(name));
+    return snapshot;
+  }
+
+  private defaultedValues(vm: string): Map<string, PropertyValue> {
+    const d = this.domain(vm);
+    const values = new Map<string, PropertyValue>();
+    for (const def of propertyDefs(d.klass)) {
+      if (def.readOnly || d.props.has(def.name)) continue;
+      values.set(def.name, def.defaultValue?.(vm, this) ?? null);
+    }
+    return values;
+  }
+
+  /** VMs based on `vm`, directly or through another (a DispVM on an AppVM on a template). */
+  private templateChildren(vm: string): string[] {
+    const out: string[] = [];
+    const queue = [vm];
+    while (queue.length > 0) {
+      const parent = queue.shift()!;
+      for (const [name, d] of this.domains) {
+        if (d.props.get('template')?.text === parent && propertyDef(d.klass, 'template') !== undefined && !out.includes(name)) {
+          out.push(name);
+          queue.push(name);
+        }
+      }
+    }
+    return out;
+  }
+
+  /**
+   * A change to a template or a global property changes the defaults of other VMs: each such
+   * value gets its property-reset event (as Qubes fires for VMs on the default netvm) and
+   * bumps its VM's revision, so a write based on the old value fails its revision check.
+   */
+  private withInherited(mutation: Mutation, before: Map<string, Map<string, PropertyValue>>): Mutation {
+    const changes = [...mutation.changes];
+    const undos: Array<() => void> = [];
+    for (const [vm, values] of before) {
+      const after = this.defaultedValues(vm);
+      let moved = false;
+      for (const [name, oldvalue] of values) {
+        const newvalue = after.get(name) ?? null;
+        if (newvalue === oldvalue) continue;
+        changes.push({ type: 'property-reset', vm, name, newvalue, oldvalue });
+        moved = true;
+      }
+      if (moved) undos.push(this.touch(vm, () => undefined));
+    }
+    if (undos.length === 0) return mutation;
+    return {
+      changes,
+      undo: () => {
+        for (const undo of undos.reverse()) undo();
+        mutation.undo();
+      },
+    };
+  }
+
+  /** Bumps the revision of what `vm` names; the undo restores the data and bumps it again. */
   private touch(vm: string | null, restore: () => void): () => void {
     if (vm === null) {
-      const revision = this.globalRevision++;
+      this.globalRevision++;
       return () => {
         restore();
-        this.globalRevision = revision;
+        this.globalRevision++;
       };
     }
     const d = this.domain(vm);
-    const revision = d.revision++;
-    d.generation++;
+    d.revision++;
     return () => {
       restore();
-      d.revision = revision;
-      d.generation++;
+      d.revision++;
     };
   }
 
@@ -448,7 +530,6 @@ export class QubesApp implements PropertyScope {
       undo();
       throw err;
     }
-    d.revision = 0;
     return { changes: [{ type: 'domain-add', vm: spec.name, class: klass }], undo };
   }
 
@@ -470,6 +551,16 @@ export class QubesApp implements PropertyScope {
   removeDomain(vm: string): Mutation {
     const d = this.domain(vm);
     if (d.klass === VmClass.AdminVM) throw new QubesError('VM_CLASS_INVALID', 'dom0 cannot be removed');
+    // As qubes/api/admin.py vm_remove: a package owns it, and removes it with the package.
+    if (this.value(vm, 'installed_by_rpm') === true) {
+      throw new QubesError('VM_IN_USE', `${vm} was installed by the package manager; remove its package instead`, { details: { usedBy: [], installedByRpm: true } });
+    }
+    const backendOf = [...this.domains].filter(([name, other]) => name !== vm && deviceBackends(other).includes(vm)).map(([name]) => name);
+    if (backendOf.length > 0) {
+      throw new QubesError('VM_IN_USE', `${vm} provides devices assigned to ${backendOf.join(', ')}`, {
+        details: { usedBy: backendOf.map((name) => ({ vm: name, property: 'devices' })) },
+      });
+    }
     const users = this.usedBy(vm);
     if (users.length > 0) {
       const list = users.map((u) => (u.vm === null ? `global ${u.property}` : `${u.vm} (${u.property})`)).join(', ');
@@ -589,6 +680,8 @@ export class QubesApp implements PropertyScope {
    * so that a hand-edited qubes.xml with a typo stops the registry with a clear message.
    */
   checkLoaded(path: string): void {
+    // Validators look at other VMs: they run once every value has been read.
+    const pending: Array<() => void> = [];
     const check = (vm: string | null, stored: Map<string, StoredValue>, klass: VmClass | null): void => {
       for (const [name, value] of stored) {
         const def = propertyDef(klass, name);
@@ -598,6 +691,13 @@ export class QubesApp implements PropertyScope {
           if (def.type === PropertyType.Vm && typed !== null && !this.domains.has(typed as string)) {
             throw new QubesError('PROPERTY_VALUE_INVALID', `${name}: no VM is named ${typed as string}`);
           }
+          pending.push(() => {
+            try {
+              def.validate?.(typed, vm, this);
+            } catch (err) {
+              throw new Error(`${vm ?? 'global property'}: ${(err as Error).message}`, { cause: err });
+            }
+          });
         } catch (err) {
           // the message starts with the property's name
           const where = vm === null ? 'global property' : `${vm}: property`;
@@ -609,6 +709,47 @@ export class QubesApp implements PropertyScope {
     };
     check(null, this.globals, null);
     for (const [name, d] of this.domains) check(name, d.props, d.klass);
+    this.checkRules(path);
+    for (const validate of pending) {
+      try {
+        validate();
+      } catch (err) {
+        throw new QubesError('STORE_MALFORMED', `${path} is malformed: ${(err as Error).message}; it was left untouched`, { cause: err });
+      }
+    }
+  }
+
+  /**
+   * Qubes' setters run at load too (qubes/app.py load stages): names by the rules, templates of
+   * the right class, netvms that provide network, no netvm loop. A store breaking them would
+   * only fail later, and worse (a template loop recurses forever).
+   */
+  private checkRules(path: string): void {
+    const broken = (reason: string): QubesError =>
+      new QubesError('STORE_MALFORMED', `${path} is malformed: ${reason}; it was left untouched`, { details: { path } });
+    for (const [name, d] of this.domains) {
+      if (d.klass === VmClass.AdminVM) continue;
+      const problem = vmNameProblem(name);
+      if (problem !== null) throw broken(`${JSON.stringify(name)}: ${problem}`);
+      for (const def of propertyDefs(d.klass)) {
+        if (def.type !== PropertyType.Vm || def.readOnly) continue;
+        const target = this.value(name, def.name);
+        if (target === null) {
+          if (!def.allowNone) throw broken(`${name}: ${def.name} names no VM, and its default is not set`);
+          continue;
+        }
+        const klass = this.domain(target as string).klass;
+        if (def.vmClasses !== undefined && !def.vmClasses.includes(klass)) throw broken(`${name}: ${def.name} ${target as string} is a ${klass}`);
+        if (def.name === 'netvm' && this.value(target as string, 'provides_network') !== true) {
+          throw broken(`${name}: netvm ${target as string} does not provide network`);
+        }
+      }
+      const seen: string[] = [];
+      for (let hop: string | null = name; hop !== null; hop = this.netvmOf(hop)) {
+        if (seen.includes(hop)) throw broken(`netvm loop ${[...seen.slice(seen.indexOf(hop)), hop].join(' -> ')}`);
+        seen.push(hop);
+      }
+    }
   }
 }
 
@@ -617,6 +758,23 @@ function parseBool(def: PropertyDef, text: string, error?: (what: string) => Qub
   if (TRUE_WORDS.has(word)) return true;
   if (FALSE_WORDS.has(word)) return false;
   throw error?.('True or False') ?? new QubesError('PROPERTY_TYPE_INVALID', `${def.name}: ${JSON.stringify(text)} is not True or False`);
+}
+
+/** The VMs whose devices `d` has assigned (backend-domain of its device assignments). */
+export function deviceBackends(d: Domain): string[] {
+  const backends: string[] = [];
+  for (const devices of d.devices) {
+    for (const child of devices.children) {
+      if ('raw' in child) {
+        // kept unparsed at load, and validated with the whole file then
+        const parsed = parseXml(`<devices>${child.raw}</devices>`, { path: 'devices', root: ['devices'], validated: true });
+        for (const device of childElements(parsed, 'device')) if (device.attrs['backend-domain']) backends.push(device.attrs['backend-domain']);
+      } else if (isElement(child) && child.name === 'device' && child.attrs['backend-domain']) {
+        backends.push(child.attrs['backend-domain']);
+      }
+    }
+  }
+  return backends;
 }
 
 function featureNotFound(vm: string, feature: string): QubesError {

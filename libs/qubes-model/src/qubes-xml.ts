@@ -1,8 +1,8 @@
 import { VmClass, vmClassSchema } from '@qubes-bus/contracts';
 import { DEFAULT_LABELS } from './labels';
-import { ADMIN_VM_NAME, newAdminVm, newDomain, QubesApp, type Domain, type StoredValue } from './qubes-app';
+import { ADMIN_VM_NAME, newAdminVm, newDomain, QubesApp, type Domain, type Extras, type StoredValue } from './qubes-app';
 import { convertR3 } from './r3';
-import { childElements, element, isElement, malformed, parseXml, renderAt, renderXml, textOf, type Prerendered, type XmlElement } from './xml-tree';
+import { childElements, element, isElement, malformed, parseXml, renderAt, renderXml, textOf, type Prerendered, type XmlElement, type XmlNode } from './xml-tree';
 
 /**
  * qubes.xml in Qubes R4's `<qubes>` format (qubes/app.py __xml__): labels, pools, global
@@ -44,14 +44,28 @@ export function loadQubesXml(untrustedText: string, path = 'qubes.xml', options:
   return { app: fromR4(root, path, epoch), convertedFromR3: false };
 }
 
-function readProperties(parent: XmlElement): Map<string, StoredValue> {
-  const props = new Map<string, StoredValue>();
-  for (const p of childElements(parent, 'property')) {
-    const name = p.attrs['name'];
-    if (name === undefined) continue;
-    props.set(name, p.attrs['ref'] !== undefined ? { ref: p.attrs['ref'] } : { text: textOf(p) });
+/**
+ * A container element (labels, properties, features, ...): `known` takes the children it
+ * understands; the rest (comments, elements of a later version) and the container's own
+ * attributes are kept, to be written back as they came.
+ */
+function readContainer(container: XmlElement, known: (child: XmlElement) => boolean): Extras {
+  const extras: Extras = { attrs: { ...container.attrs }, children: [] };
+  for (const child of container.children) {
+    if ('text' in child) continue; // indentation
+    if (!isElement(child) || !known(child)) extras.children.push(child);
   }
-  return props;
+  return extras;
+}
+
+function readProperties(parent: XmlElement, into: Map<string, StoredValue>): Extras {
+  return readContainer(parent, (p) => {
+    if (p.name !== 'property' || p.attrs['name'] === undefined) return false;
+    const { name, ref, ...others } = p.attrs;
+    const attrs = Object.keys(others).length > 0 ? { attrs: others } : {};
+    into.set(name, ref !== undefined ? { ref, ...attrs } : { text: textOf(p), ...attrs });
+    return true;
+  });
 }
 
 function fromR4(root: XmlElement, path: string, epoch?: string): QubesApp {
@@ -59,23 +73,30 @@ function fromR4(root: XmlElement, path: string, epoch?: string): QubesApp {
   app.rootAttrs = { ...root.attrs };
   let domainsElement: XmlElement | undefined;
   for (const child of root.children) {
-    if (!isElement(child)) continue;
+    if ('text' in child) continue;
+    if (!isElement(child)) {
+      app.extraChildren.push(child); // a comment
+      continue;
+    }
     switch (child.name) {
       case 'labels':
-        for (const l of childElements(child, 'label')) {
+        app.containerExtras['labels'] = readContainer(child, (l) => {
+          if (l.name !== 'label') return false;
           const index = Number(/^label-(\d+)$/.exec(l.attrs['id'] ?? '')?.[1]);
           if (!Number.isInteger(index)) throw malformed(path, `label id ${JSON.stringify(l.attrs['id'])} is not label-<number>`);
           app.labels.set(index, { index, color: l.attrs['color'] ?? '0x000000', name: textOf(l) });
-        }
+          return true;
+        });
         break;
       case 'pools':
-        app.pools = childElements(child, 'pool');
+        app.containerExtras['pools'] = readContainer(child, (p) => p.name === 'pool' && (app.pools.push(p), true));
         break;
       case 'properties':
-        for (const [k, v] of readProperties(child)) app.globals.set(k, v);
+        app.containerExtras['properties'] = readProperties(child, app.globals);
         break;
       case 'domains':
         domainsElement = child;
+        app.containerExtras['domains'] = readContainer(child, (d) => d.name === 'domain');
         break;
       default:
         app.extraChildren.push(child);
@@ -99,16 +120,26 @@ function readDomain(d: XmlElement, path: string): { name: string; domain: Domain
   const domain = newDomain(qid, klass.data);
   domain.extraAttrs = extraAttrs;
   for (const child of d.children) {
-    if (!isElement(child)) continue;
+    if ('text' in child) continue;
+    if (!isElement(child)) {
+      domain.extraChildren.push(child); // a comment
+      continue;
+    }
     switch (child.name) {
       case 'properties':
-        for (const [k, v] of readProperties(child)) domain.props.set(k, v);
+        domain.containerExtras['properties'] = readProperties(child, domain.props);
         break;
       case 'features':
-        for (const f of childElements(child, 'feature')) domain.features.set(f.attrs['name'] ?? '', textOf(f));
+        domain.containerExtras['features'] = readContainer(
+          child,
+          (f) => f.name === 'feature' && f.attrs['name'] !== undefined && Object.keys(f.attrs).length === 1 && (domain.features.set(f.attrs['name'], textOf(f)), true),
+        );
         break;
       case 'tags':
-        for (const t of childElements(child, 'tag')) domain.tags.add(t.attrs['name'] ?? textOf(t));
+        domain.containerExtras['tags'] = readContainer(
+          child,
+          (t) => t.name === 'tag' && t.attrs['name'] !== undefined && Object.keys(t.attrs).length === 1 && (domain.tags.add(t.attrs['name']), true),
+        );
         break;
       case 'devices':
         domain.devices.push(child);
@@ -130,11 +161,23 @@ function readDomain(d: XmlElement, path: string): { name: string; domain: Domain
   return { name, domain };
 }
 
-function propertiesElement(props: Map<string, StoredValue>): XmlElement {
-  return element(
+const NO_EXTRAS: Extras = { attrs: {}, children: [] };
+
+/** A container with what we model first, then what we kept of it. */
+function container(name: string, extras: Extras | undefined, known: XmlNode[]): XmlElement {
+  const { attrs, children } = extras ?? NO_EXTRAS;
+  return element(name, attrs, [...known, ...children]);
+}
+
+function propertiesElement(props: Map<string, StoredValue>, extras: Extras | undefined): XmlElement {
+  return container(
     'properties',
-    {},
-    [...props].map(([name, v]) => (v.ref !== undefined ? element('property', { name, ref: v.ref }) : element('property', { name }, v.text ? [{ text: v.text }] : []))),
+    extras,
+    [...props].map(([name, v]) =>
+      v.ref !== undefined
+        ? element('property', { name, ref: v.ref, ...v.attrs })
+        : element('property', { name, ...v.attrs }, v.text ? [{ text: v.text }] : []),
+    ),
   );
 }
 
@@ -142,15 +185,12 @@ function propertiesElement(props: Map<string, StoredValue>): XmlElement {
 export function serializeQubesXml(app: QubesApp): string {
   const labels = [...app.labels.values()].sort((a, b) => a.index - b.index);
   const domains = [...app.domains.values()].sort((a, b) => a.qid - b.qid);
+  const extras = app.containerExtras;
   const root = element('qubes', app.rootAttrs, [
-    element('labels', {}, labels.map((l) => element('label', { id: `label-${l.index}`, color: l.color }, [{ text: l.name }]))),
-    element('pools', {}, app.pools),
-    propertiesElement(app.globals),
-    element(
-      'domains',
-      {},
-      domains.map(renderDomain),
-    ),
+    container('labels', extras['labels'], labels.map((l) => element('label', { id: `label-${l.index}`, color: l.color }, [{ text: l.name }]))),
+    container('pools', extras['pools'], app.pools),
+    propertiesElement(app.globals, extras['properties']),
+    container('domains', extras['domains'], domains.map(renderDomain)),
     ...app.extraChildren,
   ]);
   return renderXml(root);
@@ -160,23 +200,23 @@ export function serializeQubesXml(app: QubesApp): string {
  * A VM as XML, from a cache while the VM has not changed: a save rewrites the whole file, but
  * rendering only the VMs that changed keeps a save of a big store cheap.
  */
-const rendered = new WeakMap<Domain, { generation: number; xml: Prerendered }>();
+const rendered = new WeakMap<Domain, { revision: number; xml: Prerendered }>();
 
 function renderDomain(d: Domain): Prerendered {
   const cached = rendered.get(d);
-  if (cached !== undefined && cached.generation === d.generation) return cached.xml;
+  if (cached !== undefined && cached.revision === d.revision) return cached.xml;
   const xml = renderAt(
     element('domain', { id: `domain-${d.qid}`, class: d.klass, ...d.extraAttrs }, [
-      propertiesElement(d.klass === VmClass.AdminVM ? withoutIdentity(d.props) : d.props),
-      element('features', {}, [...d.features].map(([name, value]) => element('feature', { name }, value === '' ? [] : [{ text: value }]))),
-      element('tags', {}, [...d.tags].map((name) => element('tag', { name }))),
+      propertiesElement(d.klass === VmClass.AdminVM ? withoutIdentity(d.props) : d.props, d.containerExtras['properties']),
+      container('features', d.containerExtras['features'], [...d.features].map(([name, value]) => element('feature', { name }, value === '' ? [] : [{ text: value }]))),
+      container('tags', d.containerExtras['tags'], [...d.tags].map((name) => element('tag', { name }))),
       ...d.devices,
       ...(d.volumeConfig === null ? [] : [d.volumeConfig]),
       ...d.extraChildren,
     ]),
     2,
   );
-  rendered.set(d, { generation: d.generation, xml });
+  rendered.set(d, { revision: d.revision, xml });
   return xml;
 }
 

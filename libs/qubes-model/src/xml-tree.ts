@@ -57,7 +57,8 @@ const parser = new XMLParser({
   parseAttributeValue: false,
   trimValues: false,
   processEntities: true,
-  htmlEntities: false,
+  // decodes character references (&#10;) too, which the value holds as characters
+  htmlEntities: true,
 });
 
 type RawNode = Record<string, unknown> & { ':@'?: Record<string, string> };

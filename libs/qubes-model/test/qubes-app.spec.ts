@@ -72,6 +72,14 @@ describe('creating and removing VMs', () => {
     refused('VM_NOT_FOUND', () => app.removeDomain('ghost'));
   });
 
+  it('refuses, as Qubes does, to remove a VM a package installed or one that provides assigned devices', () => {
+    const app = fresh();
+    app.setProperty('debian-12-minimal', 'installed_by_rpm', true);
+    expect(refused('VM_IN_USE', () => app.removeDomain('debian-12-minimal')).message).toMatch(/installed by the package manager/);
+    const err = refused('VM_IN_USE', () => app.removeDomain('sys-usb'));
+    expect(err.message).toBe('sys-usb provides devices assigned to work');
+  });
+
   it('removes a VM nobody uses, and an undo puts it back where it was', () => {
     const app = fresh();
     const before = serializeQubesXml(app);
@@ -117,6 +125,8 @@ describe('properties', () => {
     ['no network from a netvm still in use', 'PROPERTY_VALUE_INVALID', (a) => a.setProperty('sys-net', 'provides_network', false)],
     ['a default_dispvm that is no disposable template', 'PROPERTY_VALUE_INVALID', (a) => a.setProperty('work', 'default_dispvm', 'sys-net')],
     ['a line break in text', 'PROPERTY_VALUE_INVALID', (a) => a.setProperty('work', 'kernelopts', 'a\nb')],
+    ['a control character in text', 'PROPERTY_VALUE_INVALID', (a) => a.setProperty('work', 'kernelopts', 'a\u001bb')],
+    ['a default kernel that is a path', 'PROPERTY_VALUE_INVALID', (a) => a.setProperty(null, 'default_kernel', '../../../etc')],
     ['a pool that does not exist', 'PROPERTY_VALUE_INVALID', (a) => a.setProperty(null, 'default_pool', 'nowhere')],
   ])('refuses %s and changes nothing', (_what, code, act) => {
     const app = fresh();
@@ -127,18 +137,34 @@ describe('properties', () => {
     expect(app.revision('work')).toBe(revision);
   });
 
-  it('catches a loop made through the global default netvm', () => {
+  it('refuses, as Qubes does, a default netvm that itself follows the default: a loop', () => {
     const app = fresh();
-    app.resetProperty('sys-firewall', 'netvm'); // sys-firewall now follows default_netvm
-    app.setProperty('sys-net', 'netvm', null);
-    const err = refused('NETVM_LOOP', () => {
-      app.setProperty('sys-usb', 'provides_network', true);
-      app.resetProperty('sys-usb', 'netvm');
-      app.setProperty('sys-net', 'netvm', 'sys-usb');
-      app.setProperty(null, 'default_netvm', 'sys-net');
-    });
-    expect(err.message).toMatch(/loop .*sys-net/);
+    expect(refused('NETVM_LOOP', () => app.resetProperty('sys-firewall', 'netvm')).message).toMatch(/sys-firewall -> sys-firewall/);
+    app.setProperty('sys-usb', 'provides_network', true);
+    app.resetProperty('sys-usb', 'netvm'); // sys-usb -> sys-firewall -> sys-net
+    const err = refused('NETVM_LOOP', () => app.setProperty(null, 'default_netvm', 'sys-usb'));
+    expect(err.message).toMatch(/sys-usb -> sys-usb/);
     expect(app.property(null, 'default_netvm').value).toBe('sys-firewall');
+  });
+
+  it('tells the VMs whose defaults moved: a template change resets their values and bumps their revisions', () => {
+    const app = fresh();
+    const workRevision = app.revision('work');
+    const { changes } = app.setProperty('fedora-40-xfce', 'vcpus', 4);
+    expect(changes).toEqual(
+      expect.arrayContaining([
+        { type: 'property-set', vm: 'fedora-40-xfce', name: 'vcpus', newvalue: 4, oldvalue: 2 },
+        { type: 'property-reset', vm: 'work', name: 'vcpus', newvalue: 4, oldvalue: 2 },
+        { type: 'property-reset', vm: 'disp1234', name: 'vcpus', newvalue: 4, oldvalue: 2 }, // through default-dvm
+      ]),
+    );
+    expect(app.revision('work')).not.toBe(workRevision);
+    refused('CONFLICT', () => app.checkRevision('work', workRevision));
+    const sysNetRevision = app.revision('sys-net');
+    const global = app.setProperty(null, 'default_netvm', 'sys-net');
+    expect(global.changes).toContainEqual({ type: 'property-reset', vm: 'work', name: 'netvm', newvalue: 'sys-net', oldvalue: 'sys-firewall' });
+    expect(global.changes.some((c) => c.type === 'property-reset' && c.vm === 'sys-net')).toBe(false); // sys-net sets its own
+    expect(app.revision('sys-net')).toBe(sysNetRevision);
   });
 
   it('reports a change with old and new value, bumps the revision, and an undo takes both back', () => {
@@ -148,8 +174,10 @@ describe('properties', () => {
     expect(m.changes).toEqual([{ type: 'property-set', vm: 'work', name: 'netvm', newvalue: 'sys-net', oldvalue: 'sys-firewall' }]);
     expect(app.revision('work')).not.toBe(revision);
     refused('CONFLICT', () => app.checkRevision('work', revision));
+    const changed = app.revision('work');
     m.undo();
-    expect(app.revision('work')).toBe(revision);
+    // revisions never go back: neither the undone change's nor the one before it is current
+    expect([revision, changed]).not.toContain(app.revision('work'));
     expect(app.property('work', 'netvm')).toEqual({ value: 'sys-firewall', default: true, type: 'vm' });
     expect(app.setProperty('work', 'label', 'blue').changes).toEqual([]); // already so: nothing to do
   });

@@ -19,7 +19,10 @@ function signatures(root: XmlElement): string[] {
       : el.children.map((c) => ('text' in c ? c.text : 'raw' in c ? c.raw : '')).join('');
     const here = `${at}/${el.name}`;
     out.push(`${here} ${JSON.stringify(attrs)} ${JSON.stringify(text)}`);
-    for (const child of el.children) if (isElement(child)) walk(child, here);
+    for (const child of el.children) {
+      if (isElement(child)) walk(child, here);
+      else if ('comment' in child) out.push(`${here} <!--${child.comment}-->`);
+    }
   };
   walk(root, '');
   return out.sort();
@@ -57,6 +60,10 @@ describe('qubes.xml in the R4 format', () => {
     expect(saved).toContain('<domain id="domain-6" class="AppVM" x-origin="salt">');
     expect(saved).toContain('<x-site-policy owner="it">keep me</x-site-policy>');
     expect(saved).toContain('<property name="bootmode">default</property>'); // a property this code does not model
+    expect(saved).toContain('<property name="default_dispvm" origin="policy">default-dvm</property>');
+    expect(saved).toContain('<domains generation="42">');
+    expect(saved).toContain('<!-- managed by salt: do not edit by hand -->');
+    expect(app.property('work', 'default_user').value).toBe('worker@corp'); // a character reference, decoded
   });
 
   it('reads values by type, with defaults from the template and from global properties', () => {
@@ -146,6 +153,11 @@ describe('malformed stores', () => {
     ['an entity-defining DOCTYPE', '<!DOCTYPE q [<!ENTITY a "aaaa">]><qubes/>', /DOCTYPE is not allowed/],
     ['a memory that is not a number', R4.replace('<property name="memory">425</property>', '<property name="memory">lots</property>'), /sys-net: property memory: "lots" is not an integer/],
     ['a netvm naming no VM', R4.replace('<property name="netvm">sys-net</property>', '<property name="netvm">sys-nett</property>'), /sys-firewall: property netvm: no VM is named sys-nett/],
+    ['a VM name breaking the rules', R4.replace('<property name="name">work</property>', '<property name="name">../../etc</property>'), /"..\/..\/etc": a VM name cannot start/],
+    ['a template that is an AppVM', R4.replace('<property name="template">default-dvm</property>', '<property name="template">sys-net</property>'), /disp1234: template sys-net is a AppVM|sys-net is not a disposable/],
+    ['an AppVM on an AppVM', R4.replace('<property name="name">work</property>\n        <property name="uuid">6f2a6b8d-1d72-4c9f-8b2d-3c1b5f7a8b55</property>\n        <property name="label" ref="label-6"/>\n        <property name="template">fedora-40-xfce</property>', '<property name="name">work</property>\n        <property name="uuid">6f2a6b8d-1d72-4c9f-8b2d-3c1b5f7a8b55</property>\n        <property name="label" ref="label-6"/>\n        <property name="template">sys-usb</property>'), /work: template sys-usb is a AppVM/],
+    ['a netvm that provides no network', R4.replace('<property name="netvm">sys-net</property>', '<property name="netvm">sys-usb</property>'), /sys-firewall: netvm sys-usb does not provide network/],
+    ['a netvm loop', R4.replace('<property name="netvm"></property>\n        <property name="virt_mode">hvm</property>\n        <property name="memory">425</property>', '<property name="netvm">sys-firewall</property>\n        <property name="virt_mode">hvm</property>\n        <property name="memory">425</property>'), /netvm loop .*sys-net -> sys-firewall -> sys-net|netvm loop .*sys-firewall -> sys-net -> sys-firewall/],
     ['two VMs with one qid', R4.replace('id="domain-10"', 'id="domain-9"').replace('<property name="qid">10</property>', '<property name="qid">9</property>'), /two domains have qid 9/],
     ['a qid that disagrees with the domain id', R4.replace('id="domain-10"', 'id="domain-11"'), /domain-11 says qid 10/],
   ])('refuses %s with STORE_MALFORMED saying where', (_what, text, message) => {

@@ -49,7 +49,7 @@ export function qvmCreate(ctx: ToolContext): Command {
     .option('--offline', 'work on qubes.xml directly, without the bus (installation, recovery)')
     .action(async (name: string | undefined, options: CreateOptions) => {
       if (options.helpClasses) {
-        const api = await ctx.api({ offline: options.offline === true });
+        const api = await ctx.api({ offline: options.offline === true, createStore: true });
         const { classes } = await api.request(AdminVmclassList, {});
         ctx.stdout.write(`${classes.join('\n')}\n`);
         return;
@@ -60,7 +60,7 @@ export function qvmCreate(ctx: ToolContext): Command {
       if (name === undefined) throw new UsageError('VMNAME is mandatory');
       if (options.pool?.includes('=')) throw new UsageError('a pool per volume (VOLUME=POOL) is not supported: give one pool for all volumes');
       const properties = parseProperties(options.property ?? []);
-      const api = await ctx.api({ offline: options.offline === true });
+      const api = await ctx.api({ offline: options.offline === true, createStore: true });
       await api.request(AdminVmCreate[klass], {
         ...(options.template === undefined ? {} : { arg: options.template }),
         payload: {

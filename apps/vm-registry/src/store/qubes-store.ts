@@ -40,6 +40,8 @@ export interface OpenOptions {
    * offline tools refuse with STORE_LOCKED while a registry holds it.
    */
   whenLocked: 'wait' | 'fail';
+  /** Whether to create a new store (dom0 only) where there is none: the registry does, tools do not. */
+  create: boolean;
   /** Revision epoch of this load (tests pin it). */
   epoch?: string;
   /**
@@ -53,11 +55,13 @@ export interface OpenOptions {
   validator?: (text: string, path: string) => Promise<void>;
 }
 
+/** What tells the file we wrote from one changed since: an edit in place moves ctime at least. */
 interface Identity {
   dev: bigint;
   ino: bigint;
   size: bigint;
   mtimeNs: bigint;
+  ctimeNs: bigint;
 }
 
 /** The open, locked qubes.xml: closing it releases the lock. */
@@ -107,8 +111,9 @@ export class QubesStore {
   static async open(options: OpenOptions): Promise<QubesStore> {
     const { dataDir, log } = options;
     const file = path.join(dataDir, STORE_FILE);
+    await checkPresent(dataDir, options.create);
     await fs.mkdir(dataDir, { recursive: true, mode: 0o2770 });
-    if (await writeNew(file, serializeQubesXml(initialQubesApp(dataDir, options.epoch)))) {
+    if (options.create && (await writeNew(file, serializeQubesXml(initialQubesApp(dataDir, options.epoch))))) {
       log.info({ path: file }, 'created a new qubes.xml holding dom0');
     }
     const handle = await lockCurrent(file, options.whenLocked, log);
@@ -120,7 +125,7 @@ export class QubesStore {
       await fs.writeFile(path.join(dataDir, HOLDER_FILE), `${process.pid}\n`);
       const store = new QubesStore(app, dataDir, { fd: handle.fd, close: () => handle.close() }, identity, log, options.saveEachChange ? 1 : Infinity);
       if (convertedFromR3) {
-        await fs.copyFile(file, path.join(dataDir, R3_ORIGINAL_FILE));
+        await keepOriginal(file, path.join(dataDir, R3_ORIGINAL_FILE));
         await store.save();
         log.warn({ path: file, original: path.join(dataDir, R3_ORIGINAL_FILE) }, 'converted a Qubes 3 qubes.xml to the R4 format');
       }
@@ -157,9 +162,11 @@ export class QubesStore {
           await this.save();
           for (const w of batch) w.resolve();
         } catch (err) {
-          // Take back this batch and everything made on top of it since, newest first.
-          const failed = [...batch, ...this.waiting.splice(0)];
-          for (const w of [...failed].reverse()) w.undo();
+          // Take back this batch and everything made on top of it since, newest first; unless
+          // the file holds it already (written, not known durable): then memory stays as the file.
+          const written = err instanceof QubesError && err.details?.['outcome'] === 'unknown';
+          const failed = written ? batch : [...batch, ...this.waiting.splice(0)];
+          if (!written) for (const w of [...failed].reverse()) w.undo();
           for (const w of failed) w.reject(err);
         }
       }
@@ -185,6 +192,8 @@ export class QubesStore {
       flockSync(fd, 'exnb'); // ours alone: nobody else knows the name yet
       writeFileSync(fd, text, 'utf8');
       await fsyncAsync(fd);
+      // Again, after the wait: from here to the rename nothing yields to anyone.
+      this.checkUnchanged();
       // The file now in place is good (we loaded or wrote it, and it is unchanged): keep it.
       rmSync(backupTemp, { force: true });
       linkSync(this.path, backupTemp);
@@ -193,18 +202,24 @@ export class QubesStore {
     } catch (err) {
       if (fd !== undefined) closeSync(fd);
       rmSync(temp, { force: true });
+      if (err instanceof QubesError) throw err;
       throw new QubesError('STORE_WRITE_FAILED', `could not write ${this.path}: ${(err as Error).message}; nothing was changed`, { cause: err });
-    }
-    // From here the new file is the store: a later failure must not undo what it holds.
-    try {
-      await fsyncDirectory(this.dataDir);
-    } catch (err) {
-      this.log.error({ err, path: this.path }, 'fsync of the data directory failed; the last save may not survive a crash');
     }
     const old = this.held;
     this.held = { fd, close: () => closeSync(fd) };
     this.identity = toIdentity(fstatSync(fd, { bigint: true }));
     await old.close(); // releases the lock on the file just replaced
+    // The new file is the store now, whatever follows: memory must keep saying what it says.
+    try {
+      await fsyncDirectory(this.dataDir);
+    } catch (err) {
+      // Its name may not survive a crash: nobody may be told a later change is safe either.
+      this.poisoned = new QubesError('STORE_WRITE_FAILED', `the data directory ${this.dataDir} could not be synced (${(err as Error).message}); restart the registry`, {
+        cause: err,
+      });
+      this.log.error({ err, path: this.path }, 'fsync of the data directory failed; refusing further saves');
+      throw new QubesError('STORE_WRITE_FAILED', `${this.path} was written, but it may not survive a crash (${(err as Error).message})`, { details: { outcome: 'unknown' } });
+    }
   }
 
   private checkUnchanged(): void {
@@ -214,8 +229,9 @@ export class QubesStore {
     } catch {
       now = null;
     }
+    const was = this.identity;
     const same =
-      now !== null && now.dev === this.identity.dev && now.ino === this.identity.ino && now.size === this.identity.size && now.mtimeNs === this.identity.mtimeNs;
+      now !== null && now.dev === was.dev && now.ino === was.ino && now.size === was.size && now.mtimeNs === was.mtimeNs && now.ctimeNs === was.ctimeNs;
     if (!same) {
       this.poisoned = new QubesError(
         'STORE_MODIFIED_EXTERNALLY',
@@ -253,8 +269,46 @@ async function parseAlongsideValidation(text: string, file: string, options: Ope
   return loaded;
 }
 
+/**
+ * A store is created only where there was none at all: a qubes.xml missing beside its backup
+ * (or its R3 original) is an accident to repair, not a new installation.
+ */
+async function checkPresent(dataDir: string, create: boolean): Promise<void> {
+  const exists = async (name: string): Promise<boolean> => fs.access(path.join(dataDir, name)).then(() => true, () => false);
+  if (await exists(STORE_FILE)) return;
+  const leftovers = (await Promise.all([BACKUP_FILE, R3_ORIGINAL_FILE].map(async (n) => ((await exists(n)) ? n : null)))).filter((n) => n !== null);
+  if (leftovers.length > 0) {
+    throw new QubesError(
+      'STORE_MISSING',
+      `${path.join(dataDir, STORE_FILE)} is missing, but ${leftovers.join(' and ')} ${leftovers.length > 1 ? 'are' : 'is'} there: restore it (cp ${path.join(dataDir, leftovers[0]!)} ${path.join(dataDir, STORE_FILE)}), or move it away to start afresh`,
+      { details: { dataDir, leftovers } },
+    );
+  }
+  if (!create) {
+    throw new QubesError('STORE_MISSING', `there is no qubes.xml in ${dataDir}: check QUBES_DATA_DIR, or start the vm-registry once to create one`, {
+      details: { dataDir },
+    });
+  }
+}
+
+/** Copies the R3 original beside the store, durably, never over an earlier copy. */
+async function keepOriginal(file: string, copy: string): Promise<void> {
+  try {
+    await fs.copyFile(file, copy, constants.COPYFILE_EXCL);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err; // kept by an earlier, interrupted start
+  }
+  const fd = openSync(copy, constants.O_RDONLY);
+  try {
+    await fsyncAsync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  await fsyncDirectory(path.dirname(copy));
+}
+
 function toIdentity(stat: BigIntStats): Identity {
-  return { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeNs: stat.mtimeNs };
+  return { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeNs: stat.mtimeNs, ctimeNs: stat.ctimeNs };
 }
 
 /** Creates `file` with `text` if it does not exist, atomically; false if it existed. */
