@@ -409,6 +409,11 @@ export class QubesApp implements PropertyScope {
 
   /** VMs based on `vm`, directly or through another (a DispVM on an AppVM on a template). */
   private templateChildren(vm: string): string[] {
+    // Only templates and disposable templates have children: most VMs are neither, and a
+    // change to them must not cost a look at every VM.
+    const d = this.domain(vm);
+    const canParent = d.klass === VmClass.TemplateVM || d.props.get('template_for_dispvms')?.text === 'True';
+    if (!canParent) return [];
     const out: string[] = [];
     const queue = [vm];
     while (queue.length > 0) {

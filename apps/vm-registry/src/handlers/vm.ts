@@ -11,7 +11,7 @@ import {
   type PropertyEntry,
   type VmSummary,
 } from '@qubes-bus/contracts';
-import { propertyDef, type QubesApp } from '@qubes-bus/qubes-model';
+import { propertyDef, type Domain, type QubesApp } from '@qubes-bus/qubes-model';
 import type { Registry } from '../registry';
 
 /** The destination of a VM call: every VM call has one. */
@@ -20,19 +20,28 @@ export function destOf(ctx: { dest: string | undefined }): string {
   return ctx.dest;
 }
 
-function summary(registry: Registry, app: QubesApp, name: string, properties: readonly string[] | undefined): VmSummary {
+/**
+ * The columns every listing shows, per VM, kept while the VM's revision stands (a change to
+ * its template or a global default bumps it too): listing a thousand VMs computes only what
+ * changed since the last listing. The power state is live, never kept.
+ */
+const rows = new WeakMap<Domain, { revision: string; row: Omit<VmSummary, 'state' | 'properties'> }>();
+
+function baseRow(app: QubesApp, name: string): Omit<VmSummary, 'state' | 'properties'> {
   const d = app.domain(name);
+  const revision = app.revision(name);
+  const cached = rows.get(d);
+  if (cached !== undefined && cached.revision === revision) return cached.row;
   const ref = (property: string): string | null =>
     propertyDef(d.klass, property) === undefined ? null : (app.value(name, property) as string | null);
-  const row: VmSummary = {
-    name,
-    class: d.klass,
-    state: registry.power.state(name, d.klass),
-    label: app.value(name, 'label') as string,
-    template: ref('template'),
-    netvm: ref('netvm'),
-    revision: app.revision(name),
-  };
+  const row = { name, class: d.klass, label: app.value(name, 'label') as string, template: ref('template'), netvm: ref('netvm'), revision };
+  rows.set(d, { revision, row });
+  return row;
+}
+
+function summary(registry: Registry, app: QubesApp, name: string, properties: readonly string[] | undefined): VmSummary {
+  const d = app.domain(name);
+  const row: VmSummary = { ...baseRow(app, name), state: registry.power.state(name, d.klass) };
   if (properties !== undefined) {
     const wanted = properties.includes('*') ? app.propertyNames(name) : properties;
     const values: Record<string, PropertyEntry> = {};
