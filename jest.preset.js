@@ -13,6 +13,10 @@ for (const [name, [target]] of Object.entries(compilerOptions.paths)) {
 // bundles can tree-shake them) and mapped to their CommonJS twins here.
 moduleNameMapper['^zod/v4/locales/(.*)\\.js$'] = path.join(__dirname, 'node_modules/zod/v4/locales/$1.cjs');
 
+// @unraid/libvirt is ESM-only (its exports have no require condition): its dist is mapped and
+// transformed to CommonJS like our sources (SWC turns import.meta.url into a file URL).
+moduleNameMapper['^@unraid/libvirt$'] = path.join(__dirname, 'node_modules/@unraid/libvirt/dist/index.js');
+
 module.exports = (projectDir, overrides = {}) => ({
   rootDir: projectDir,
   testEnvironment: 'node',
@@ -22,7 +26,12 @@ module.exports = (projectDir, overrides = {}) => ({
       '@swc/jest',
       { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } },
     ],
+    '/node_modules/@unraid/libvirt/.+\\.js$': [
+      '@swc/jest',
+      { jsc: { parser: { syntax: 'ecmascript' }, target: 'es2022' }, module: { type: 'commonjs' } },
+    ],
   },
+  transformIgnorePatterns: ['/node_modules/(?!@unraid/libvirt/)'],
   moduleNameMapper,
   testTimeout: 30_000,
   ...overrides,

@@ -78,7 +78,7 @@ const has = (program) =>
 // nats-server always; libvirt, QEMU and tini for real VMs unless LIBVIRT_URI names a libvirtd
 // elsewhere. The tests need all of them.
 const wanted = ['nats-server'];
-if (prepareOnly || !process.env.LIBVIRT_URI) wanted.push('libvirtd', 'virtlogd', 'virsh', 'virt-xml-validate', 'tini', 'qemu-system-x86_64');
+if (prepareOnly || !process.env.LIBVIRT_URI) wanted.push('libvirtd', 'virtlogd', 'virsh', 'virt-xml-validate', 'xmllint', 'tini', 'qemu-system-x86_64');
 const missing = wanted.filter((program) => !has(program));
 if (missing.length > 0) {
   const debs = [...new Set(missing.map((program) => packages[program]))];

@@ -64,6 +64,36 @@ export const ERROR_CATALOG = {
     kind: ErrorKind.User,
     summary: 'The operation does not apply to a VM of this class (dom0 cannot be removed, ...).',
   },
+  VM_NOT_RUNNING: {
+    status: 409,
+    kind: ErrorKind.User,
+    summary: 'The operation needs the VM running (pause a halted VM, ...).',
+  },
+  VMM_OFFLINE: {
+    status: 503,
+    kind: ErrorKind.User,
+    summary: 'The registry runs without a hypervisor (offline mode, or no LIBVIRT_URI): VMs cannot be started or stopped.',
+  },
+  VMM_UNREACHABLE: {
+    status: 503,
+    kind: ErrorKind.User,
+    summary: 'libvirt cannot be reached at LIBVIRT_URI; the next call tries again.',
+  },
+  VMM_ERROR: {
+    status: 500,
+    kind: ErrorKind.User,
+    summary: "libvirt refused an operation; the message gives libvirt's reason.",
+  },
+  DOMAIN_MISSING: {
+    status: 409,
+    kind: ErrorKind.User,
+    summary: "The VM's libvirt domain was removed outside qubes-bus; it is not silently made anew.",
+  },
+  DOMAIN_CONFLICT: {
+    status: 409,
+    kind: ErrorKind.User,
+    summary: "Another libvirt domain, with another UUID, has the VM's name.",
+  },
   PROPERTY_UNKNOWN: {
     status: 404,
     kind: ErrorKind.User,

@@ -1,0 +1,6 @@
+export { buildDomainXml, DomainFlavor } from './domain-xml';
+export type { DiskSpec, DomainSpec } from './domain-xml';
+export { isConnectionLost, LibvirtHypervisor, parseEventLine } from './libvirt';
+export { OfflineHypervisor } from './offline';
+export { DomainState } from './port';
+export type { DomainInfo, DomainRef, HostInfo, Hypervisor, LifecycleEvent } from './port';

@@ -1,0 +1,276 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+import type { Domain, Hypervisor as LibvirtConnection } from '@unraid/libvirt';
+import { QubesError } from '@qubes-bus/contracts';
+import { requireBinary } from '@qubes-bus/daemons';
+import { DomainState, type DomainInfo, type DomainRef, type HostInfo, type Hypervisor, type LifecycleEvent } from './port';
+
+const execFileAsync = promisify(execFile);
+
+/** libvirt's numeric states (virDomainState) by name. */
+const STATES: readonly DomainState[] = [
+  DomainState.NoState,
+  DomainState.Running,
+  DomainState.Blocked,
+  DomainState.Paused,
+  DomainState.ShuttingDown,
+  DomainState.ShutOff,
+  DomainState.Crashed,
+  DomainState.PmSuspended,
+];
+
+/**
+ * The binding reports every error with code -1: what happened is only in the message. These
+ * mean the connection itself is gone (libvirtd restarted, socket closed).
+ */
+const CONNECTION_LOST =
+  /client socket is closed|cannot recv data|cannot write data|end of file while reading|broken pipe|not connected|connection (closed|reset)|invalid connection|failed to connect socket|no connection driver/i;
+const NOT_FOUND = /domain not found|no domain with matching/i;
+
+export function isConnectionLost(err: unknown): boolean {
+  return CONNECTION_LOST.test(String((err as Error)?.message ?? err));
+}
+
+/**
+ * The libvirt adapter: `@unraid/libvirt` for lifecycle and queries, `virsh` for what the
+ * binding lacks (events, node statistics). The connection is opened on the first call, so a
+ * tool that only reads qubes.xml never pays for it; a call that finds the connection lost
+ * opens a new one and tries once more. Domain handles are looked up for each call, never
+ * kept, so a restarted libvirtd never leaves a stale one behind (the seed's vm.refresh()).
+ */
+export class LibvirtHypervisor implements Hypervisor {
+  private connection: Promise<LibvirtConnection> | null = null;
+  private lastCpu: { busy: number; total: number } | null = null;
+
+  constructor(readonly uri: string) {}
+
+  private connect(): Promise<LibvirtConnection> {
+    this.connection ??= (async () => {
+      const { Hypervisor: Binding } = await import('@unraid/libvirt');
+      const conn = new Binding({ uri: this.uri });
+      try {
+        await conn.connectOpen();
+      } catch (err) {
+        throw new QubesError('VMM_UNREACHABLE', `libvirt cannot be reached at ${this.uri}: ${(err as Error).message}`, { cause: err });
+      }
+      return conn;
+    })().catch((err: unknown) => {
+      this.connection = null; // the next call tries again
+      throw err;
+    });
+    return this.connection;
+  }
+
+  /** Runs `op` on the connection, reconnecting once if it turns out to be gone. */
+  private async call<T>(what: string, op: (conn: LibvirtConnection) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const conn = await this.connect();
+      try {
+        return await op(conn);
+      } catch (err) {
+        if (err instanceof QubesError) throw err;
+        if (isConnectionLost(err)) {
+          this.connection = null;
+          if (attempt === 0) continue;
+          throw new QubesError('VMM_UNREACHABLE', `libvirt at ${this.uri} went away during ${what}: ${(err as Error).message}`, { cause: err });
+        }
+        throw new QubesError('VMM_ERROR', `libvirt could not ${what}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+  }
+
+  private async domain(conn: LibvirtConnection, uuid: string): Promise<Domain> {
+    try {
+      return await conn.domainLookupByUUIDString(uuid);
+    } catch (err) {
+      if (NOT_FOUND.test(String((err as Error).message))) {
+        throw new QubesError('DOMAIN_MISSING', `libvirt has no domain ${uuid}: it was removed outside qubes-bus`, { details: { uuid } });
+      }
+      throw err;
+    }
+  }
+
+  private async info(conn: LibvirtConnection, domain: Domain): Promise<DomainInfo> {
+    const [name, uuid, info] = await Promise.all([conn.domainGetName(domain), conn.domainGetUUIDString(domain), conn.domainGetInfo(domain)]);
+    return { name, uuid, state: STATES[info.state] ?? DomainState.NoState, memory: info.memory, vcpus: info.nrVirtCpu, cpuTime: info.cpuTime };
+  }
+
+  define(xml: string): Promise<DomainRef> {
+    return this.call('define a domain', async (conn) => {
+      let domain: Domain;
+      try {
+        domain = await conn.domainDefineXML(xml);
+      } catch (err) {
+        const message = String((err as Error).message);
+        if (/already exists with uuid|already defined with uuid/i.test(message)) {
+          throw new QubesError('DOMAIN_CONFLICT', `another libvirt domain has this name: ${message}`, { cause: err });
+        }
+        throw err;
+      }
+      return { name: await conn.domainGetName(domain), uuid: await conn.domainGetUUIDString(domain) };
+    });
+  }
+
+  undefine(uuid: string): Promise<void> {
+    return this.call('remove a domain', async (conn) => {
+      let domain: Domain;
+      try {
+        domain = await this.domain(conn, uuid);
+      } catch (err) {
+        if (err instanceof QubesError && err.code === 'DOMAIN_MISSING') return;
+        throw err;
+      }
+      const { state } = await this.info(conn, domain);
+      if (state !== DomainState.ShutOff) await conn.domainDestroy(domain);
+      await conn.domainUndefine(domain);
+    });
+  }
+
+  lookup(uuid: string): Promise<DomainInfo | null> {
+    return this.call('look a domain up', async (conn) => {
+      try {
+        return await this.info(conn, await this.domain(conn, uuid));
+      } catch (err) {
+        if (err instanceof QubesError && err.code === 'DOMAIN_MISSING') return null;
+        throw err;
+      }
+    });
+  }
+
+  list(): Promise<DomainInfo[]> {
+    return this.call('list domains', async (conn) => {
+      const domains = await conn.connectListAllDomains();
+      return Promise.all(domains.map((d: Domain) => this.info(conn, d)));
+    });
+  }
+
+  private act(what: string, uuid: string, op: (conn: LibvirtConnection, domain: Domain) => Promise<void>): Promise<void> {
+    return this.call(what, async (conn) => op(conn, await this.domain(conn, uuid)));
+  }
+
+  start(uuid: string): Promise<void> {
+    return this.act('start a domain', uuid, (conn, d) => conn.domainCreate(d));
+  }
+
+  shutdown(uuid: string): Promise<void> {
+    return this.act('shut a domain down', uuid, (conn, d) => conn.domainShutdown(d));
+  }
+
+  destroy(uuid: string): Promise<void> {
+    return this.act('stop a domain', uuid, (conn, d) => conn.domainDestroy(d));
+  }
+
+  pause(uuid: string): Promise<void> {
+    return this.act('pause a domain', uuid, (conn, d) => conn.domainSuspend(d));
+  }
+
+  resume(uuid: string): Promise<void> {
+    return this.act('resume a domain', uuid, (conn, d) => conn.domainResume(d));
+  }
+
+  xml(uuid: string): Promise<string> {
+    return this.call('read a domain', async (conn) => conn.domainGetXMLDesc(await this.domain(conn, uuid)));
+  }
+
+  /** Memory and CPU of the host, through libvirt (the seed's move away from xenstore). */
+  hostInfo(): Promise<HostInfo> {
+    return this.call('read the host', async (conn) => {
+      const [hostname, node, memory, cpu] = await Promise.all([conn.connectGetHostname(), conn.nodeGetInfo(), this.virsh('nodememstats'), this.virsh('nodecpustats')]);
+      const number = (text: string, key: string): number => Number(new RegExp(`^${key}\\s*:\\s*(\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+      const free = number(memory, 'free') + (number(memory, 'buffers') || 0) + (number(memory, 'cached') || 0);
+      const busy = ['user', 'system', 'iowait'].reduce((sum, key) => sum + (number(cpu, key) || 0), 0);
+      const total = busy + (number(cpu, 'idle') || 0);
+      const usage = this.lastCpu === null || total <= this.lastCpu.total ? null : (100 * (busy - this.lastCpu.busy)) / (total - this.lastCpu.total);
+      this.lastCpu = { busy, total };
+      return {
+        hostname,
+        cpus: node.cpus,
+        mhz: node.mhz,
+        memoryTotal: number(memory, 'total') || node.memory,
+        memoryFree: Number.isFinite(free) ? free : 0,
+        cpuUsage: usage === null ? null : Math.round(usage * 10) / 10,
+      };
+    });
+  }
+
+  private async virsh(...args: string[]): Promise<string> {
+    const { stdout } = await execFileAsync(requireBinary('virsh', 'to talk to libvirtd'), ['-c', this.uri, ...args], { timeout: 10_000 });
+    return stdout;
+  }
+
+  watch(onEvent: (event: LifecycleEvent) => void, onResync: () => void): { stop(): Promise<void> } {
+    return watchLifecycle(this.uri, onEvent, onResync);
+  }
+
+  async close(): Promise<void> {
+    const connection = this.connection;
+    this.connection = null;
+    if (connection !== null) await (await connection.catch(() => null))?.connectClose().catch(() => undefined);
+  }
+}
+
+const EVENT_LINE = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d\.\d+)([+-]\d{4}): event 'lifecycle' for domain '([^']*)': (\S+) ?(.*)$/;
+const KINDS: Record<string, LifecycleEvent['kind']> = {
+  Defined: 'defined',
+  Undefined: 'undefined',
+  Started: 'started',
+  Suspended: 'suspended',
+  Resumed: 'resumed',
+  Stopped: 'stopped',
+  Shutdown: 'shutdown',
+  PMSuspended: 'pmsuspended',
+  Crashed: 'crashed',
+};
+
+/** One line of `virsh event --timestamp`, or null for anything else. */
+export function parseEventLine(line: string): LifecycleEvent | null {
+  const m = EVENT_LINE.exec(line.trim());
+  if (m === null) return null;
+  const kind = KINDS[m[5]!];
+  if (kind === undefined) return null;
+  const offset = `${m[3]!.slice(0, 3)}:${m[3]!.slice(3)}`;
+  return { domain: m[4]!, kind, detail: m[6]!.trim(), ts: new Date(`${m[1]}T${m[2]}${offset}`).toISOString() };
+}
+
+/**
+ * A long-lived `virsh event --all --loop --timestamp` (the binding has no events), its lines
+ * parsed; restarted with backoff if it dies, after which `onResync` says events may be missed.
+ */
+function watchLifecycle(uri: string, onEvent: (event: LifecycleEvent) => void, onResync: () => void): { stop(): Promise<void> } {
+  let child: ChildProcess | undefined;
+  let stopped = false;
+  let delay = 250;
+  let timer: NodeJS.Timeout | undefined;
+  const run = (first: boolean): void => {
+    if (stopped) return;
+    const startedAt = Date.now();
+    child = spawn(requireBinary('virsh', 'to watch libvirt events'), ['-c', uri, 'event', '--all', '--loop', '--timestamp'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const event = parseEventLine(line);
+      if (event !== null) onEvent(event);
+    });
+    child.once('spawn', () => {
+      if (!first) onResync();
+    });
+    child.once('exit', () => {
+      if (stopped) return;
+      delay = Date.now() - startedAt > 10_000 ? 250 : Math.min(delay * 2, 5_000);
+      timer = setTimeout(() => run(false), delay);
+    });
+  };
+  run(true);
+  return {
+    async stop() {
+      stopped = true;
+      if (timer !== undefined) clearTimeout(timer);
+      if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child!.once('exit', resolve));
+        child.kill('SIGTERM');
+        await exited;
+      }
+    },
+  };
+}
