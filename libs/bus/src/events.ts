@@ -10,7 +10,7 @@ import {
   type StreamConfig,
 } from '@nats-io/jetstream';
 import { nanos, nuid, type NatsConnection } from '@nats-io/nats-core';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { EVENT_PUBLISH_PATIENCE_MS, patiently } from './patiently';
 import { EVENT_STREAM, eventEnvelope, QubesError, type EventEnvelope } from '@qubes-bus/contracts';
 import * as z from 'zod/mini';
 
@@ -57,25 +57,6 @@ function streamConfig(): Partial<StreamConfig> & { name: string } {
   };
 }
 
-/**
- * Retries a JetStream management call while the server is not there to answer it: just after
- * a restart, JetStream recovers its streams before it answers, and a client may still be
- * reconnecting.
- */
-async function patiently<T>(call: () => Promise<T>, patienceMs = EVENT_PUBLISH_PATIENCE_MS): Promise<T> {
-  const deadline = Date.now() + patienceMs;
-  for (let delay = 50; ; delay = Math.min(delay * 2, 1_000)) {
-    try {
-      return await call();
-    } catch (err) {
-      // An answer from JetStream is final; silence, or no JetStream yet, is not.
-      const transient = !(err instanceof JetStreamApiError) && /timeout|no responders|not enabled|disconnect|reconnect/i.test(String((err as Error)?.message));
-      if (!transient || Date.now() > deadline) throw err;
-      await sleep(delay);
-    }
-  }
-}
-
 export function ensureEventStream(nc: NatsConnection): Promise<void> {
   return patiently(() => createOrUpdateStream(nc));
 }
@@ -93,8 +74,6 @@ async function createOrUpdateStream(nc: NatsConnection): Promise<void> {
   }
 }
 
-/** How long a publisher keeps trying to store one event (a server restart takes a second or two). */
-export const EVENT_PUBLISH_PATIENCE_MS = 30_000;
 /** Events sent and not yet acknowledged, at most. */
 const PUBLISH_WINDOW = 512;
 

@@ -1,6 +1,7 @@
 export { Bus, connectBus, DEFAULT_REQUEST_TIMEOUT_MS } from './bus';
 export { CLIENT_TUNING, connectNats, DEFAULT_NATS_URL, redactUrl, serverOptions } from './connect';
 export type { ConnectOptions } from './connect';
+export { EVENT_PUBLISH_PATIENCE_MS, patiently } from './patiently';
 export type { EventSubscription, ReceivedEvent, SubscribeOptions } from './events';
 export type { BusService, ServiceOptions } from './serve';
 export { handleRequest } from './handle';

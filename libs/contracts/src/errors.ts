@@ -69,6 +69,21 @@ export const ERROR_CATALOG = {
     kind: ErrorKind.User,
     summary: 'The operation needs the VM running (pause a halted VM, ...).',
   },
+  VM_NOT_PAUSED: {
+    status: 409,
+    kind: ErrorKind.User,
+    summary: 'The operation needs the VM paused (unpause a running VM).',
+  },
+  VM_START_FAILED: {
+    status: 500,
+    kind: ErrorKind.User,
+    summary: 'The VM could not be started; the message says which step failed and why.',
+  },
+  QUBESDB_DISCONNECTED: {
+    status: 409,
+    kind: ErrorKind.User,
+    summary: "The VM's QubesDB exists only while the VM runs.",
+  },
   VMM_OFFLINE: {
     status: 503,
     kind: ErrorKind.User,

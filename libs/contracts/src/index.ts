@@ -12,6 +12,7 @@ export {
   APP_EVENT_PREFIX,
   EVENT_STREAM,
   INTERNAL_PREFIX,
+  QUBESDB_BUCKET,
   REQUEST_ID_HEADER,
   ServiceName,
   SUBJECT_ROOT,
@@ -88,4 +89,29 @@ export {
   VmPropertyReset,
   VmPropertySet,
 } from './api/events';
+export {
+  AdminHostInfo,
+  AdminVmCurrentState,
+  AdminVmKill,
+  AdminVmPause,
+  AdminVmShutdown,
+  AdminVmStart,
+  AdminVmUnpause,
+  currentStateSchema,
+  DevicesPostStop,
+  DevicesPreStart,
+  diskSchema,
+  DomainPaused,
+  DomainPreStart,
+  DomainShutdown,
+  DomainStart,
+  DomainStartFailed,
+  DomainStopped,
+  DomainUnpaused,
+  hostInfoSchema,
+  shutdownArgSchema,
+  StoragePostStop,
+  StoragePreStart,
+} from './api/lifecycle';
+export type { CurrentState, DiskInfo, HostInfoReply } from './api/lifecycle';
 export { ALL_ENDPOINTS, ALL_EVENTS } from './registry';

@@ -17,6 +17,26 @@ import { AdminLabel } from './api/label';
 import { AdminProperty, AdminVmProperty } from './api/property';
 import { AdminVmTag } from './api/tag';
 import { AdminVmclassList, AdminVmCreate, AdminVmList, AdminVmRemove } from './api/vm';
+import {
+  AdminHostInfo,
+  AdminVmCurrentState,
+  AdminVmKill,
+  AdminVmPause,
+  AdminVmShutdown,
+  AdminVmStart,
+  AdminVmUnpause,
+  DevicesPostStop,
+  DevicesPreStart,
+  DomainPaused,
+  DomainPreStart,
+  DomainShutdown,
+  DomainStart,
+  DomainStartFailed,
+  DomainStopped,
+  DomainUnpaused,
+  StoragePostStop,
+  StoragePreStart,
+} from './api/lifecycle';
 import type { Endpoint, EventDescriptor } from './descriptors';
 
 /** Every endpoint and event of the public contract, for listings and for the uniqueness test. */
@@ -30,6 +50,17 @@ export const ALL_ENDPOINTS: readonly Endpoint[] = [
   ...Object.values(AdminVmFeature),
   ...Object.values(AdminVmTag),
   ...Object.values(AdminLabel),
+  AdminVmStart,
+  AdminVmShutdown,
+  AdminVmKill,
+  AdminVmPause,
+  AdminVmUnpause,
+  AdminVmCurrentState,
+  AdminHostInfo,
+  StoragePreStart,
+  StoragePostStop,
+  DevicesPreStart,
+  DevicesPostStop,
 ];
 
 export const ALL_EVENTS: readonly EventDescriptor[] = [
@@ -45,4 +76,11 @@ export const ALL_EVENTS: readonly EventDescriptor[] = [
   AppPropertyReset,
   LabelAdd,
   LabelRemove,
+  DomainPreStart,
+  DomainStart,
+  DomainStartFailed,
+  DomainShutdown,
+  DomainStopped,
+  DomainPaused,
+  DomainUnpaused,
 ];

@@ -80,7 +80,7 @@ describe('subjects', () => {
         ]);
       }
     }
-    const names = ALL_ENDPOINTS.map((e) => `${e.kind}:${e.method}`);
+    const names = ALL_ENDPOINTS.map((e) => `${e.kind}:${e.kind === 'internal' ? `${e.service}.` : ''}${e.method}`);
     expect(new Set(names).size).toBe(names.length);
   });
 });

@@ -41,6 +41,18 @@ export const EVENT_STREAM = {
   maxMsgSize: 1024 * 1024,
 } as const;
 
+/**
+ * QubesDB (DESIGN.md §5): one JetStream KV bucket for every VM, keys `<vm-token>.<path tokens>`;
+ * the key `<vm-token>` alone is the VM's session, there while the VM runs. File-backed: VMs
+ * outlive a restart of nats-server.
+ */
+export const QUBESDB_BUCKET = {
+  name: 'QUBESDB',
+  /** QubesDB's own limits (qubesdb.h QDB_MAX_PATH, QDB_MAX_DATA). */
+  maxPathLength: 64,
+  maxValueBytes: 3072,
+} as const;
+
 const NAME_PART = /^[A-Za-z0-9_-]+$/;
 
 /** Checks a dotted name built into code (an Admin API method, an event, an op). */
