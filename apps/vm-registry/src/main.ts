@@ -1,5 +1,6 @@
 import { connectBus, DEFAULT_NATS_URL, redactUrl } from '@qubes-bus/bus';
 import { ServiceName } from '@qubes-bus/contracts';
+import { domainFlavorFor, LibvirtHypervisor, OfflineHypervisor } from '@qubes-bus/hypervisor';
 import { createLogger } from '@qubes-bus/log';
 import { runOffline } from './offline';
 import { createRegistry } from './service';
@@ -19,7 +20,11 @@ async function serve(): Promise<void> {
     log.fatal({ err }, 'vm-registry cannot connect to the bus');
     process.exit(1);
   });
-  const registry = createRegistry({ bus, log, dataDir, validator });
+  const uri = process.env['LIBVIRT_URI'];
+  const hypervisor = uri ? new LibvirtHypervisor(uri) : new OfflineHypervisor('LIBVIRT_URI is not set');
+  const flavor = domainFlavorFor(uri ?? '', process.env['QUBES_DOMAIN_TYPE']);
+  log.info({ libvirt: uri ?? null, flavor }, 'hypervisor');
+  const registry = createRegistry({ bus, log, dataDir, validator, hypervisor, flavor });
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;

@@ -1,9 +1,11 @@
 import { isQubesError, QubesError } from '@qubes-bus/contracts';
 import { LocalRouter, reportFatal, serveStdio } from '@qubes-bus/bus';
+import { DomainFlavor, OfflineHypervisor } from '@qubes-bus/hypervisor';
 import type { Logger } from '@qubes-bus/log';
 import { NO_EVENTS } from './events';
 import { registerHandlers } from './handlers';
-import { NO_HYPERVISOR, Registry } from './registry';
+import { Lifecycle } from './lifecycle/lifecycle';
+import { Registry } from './registry';
 import { QubesStore } from './store/qubes-store';
 
 /**
@@ -29,7 +31,16 @@ export async function runOffline(
     return 1;
   }
   const router = new LocalRouter();
-  registerHandlers(router, new Registry(store, NO_EVENTS, NO_HYPERVISOR));
+  const lifecycle = new Lifecycle({
+    app: () => store.app,
+    hypervisor: new OfflineHypervisor('offline mode (--offline): qubes.xml only'),
+    flavor: DomainFlavor.Qemu,
+    dataDir,
+    log,
+    bus: null,
+    qubesdb: null,
+  });
+  registerHandlers(router, new Registry(store, NO_EVENTS, lifecycle));
   await serveStdio(router, process.stdin, process.stdout, log);
   await store.close();
   return 0;

@@ -1,7 +1,8 @@
 import type { HandlerContext } from '@qubes-bus/bus';
-import { PowerState, VmClass } from '@qubes-bus/contracts';
+import type { PowerState, VmClass } from '@qubes-bus/contracts';
 import type { Logger } from '@qubes-bus/log';
 import type { Change, Mutation, QubesApp } from '@qubes-bus/qubes-model';
+import type { Lifecycle } from './lifecycle/lifecycle';
 import type { QubesStore } from './store/qubes-store';
 
 /** A change as published: what happened, and the revision it made. */
@@ -15,15 +16,10 @@ export interface EventSink {
   publish(changes: readonly PublishedChange[], log: Logger): void;
 }
 
-/** The power state of a VM; the hypervisor port provides it (dom0 always runs). */
+/** The power state of a VM; the lifecycle keeps it (dom0 always runs). */
 export interface PowerStates {
   state(vm: string, klass: VmClass): PowerState;
 }
-
-/** Until a hypervisor is attached, dom0 runs and no other VM does. */
-export const NO_HYPERVISOR: PowerStates = {
-  state: (_vm, klass) => (klass === VmClass.AdminVM ? PowerState.Running : PowerState.Halted),
-};
 
 /**
  * The registry's core, whatever carries its requests: reads answer from memory; a write is
@@ -34,8 +30,12 @@ export class Registry {
   constructor(
     readonly store: QubesStore,
     private readonly events: EventSink,
-    readonly power: PowerStates,
+    readonly lifecycle: Lifecycle,
   ) {}
+
+  get power(): PowerStates {
+    return this.lifecycle;
+  }
 
   get app(): QubesApp {
     return this.store.app;

@@ -1,17 +1,23 @@
 import type { Bus, BusService } from '@qubes-bus/bus';
 import { ServiceName } from '@qubes-bus/contracts';
+import { DomainFlavor, OfflineHypervisor, type Hypervisor } from '@qubes-bus/hypervisor';
 import type { Logger } from '@qubes-bus/log';
+import { QubesDb } from '@qubes-bus/qubesdb';
 import { version } from '../package.json';
 import { busEvents } from './events';
 import { registerHandlers } from './handlers';
-import { NO_HYPERVISOR, Registry, type PowerStates } from './registry';
+import { Lifecycle } from './lifecycle/lifecycle';
+import { Registry } from './registry';
 import { QubesStore } from './store/qubes-store';
 
 export interface RegistryOptions {
   bus: Bus;
   log: Logger;
   dataDir: string;
-  power?: PowerStates;
+  /** Default: none (offline: VMs cannot run, qubes.xml can be edited). */
+  hypervisor?: Hypervisor;
+  /** The kind of domain to define; default `qemu`. */
+  flavor?: DomainFlavor;
   /** Revision epoch (tests pin it); default: the time of the load. */
   epoch?: string;
   /** No group commit: the benchmark's baseline. */
@@ -23,29 +29,42 @@ export interface RegistryOptions {
 export interface RegistryService {
   /** The store, once started. */
   readonly store: QubesStore | undefined;
+  /** The lifecycle, once started. */
+  readonly lifecycle: Lifecycle | undefined;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
 
 export function createRegistry(options: RegistryOptions): RegistryService {
-  const { bus, log, dataDir, power = NO_HYPERVISOR, epoch, saveEachChange = false, validator } = options;
+  const { bus, log, dataDir, epoch, saveEachChange = false, validator, flavor = DomainFlavor.Qemu } = options;
+  const hypervisor = options.hypervisor ?? new OfflineHypervisor('the registry runs without LIBVIRT_URI');
   let store: QubesStore | undefined;
+  let lifecycle: Lifecycle | undefined;
   let service: BusService | undefined;
   return {
     get store() {
       return store;
     },
+    get lifecycle() {
+      return lifecycle;
+    },
     async start() {
       // Load first: a malformed qubes.xml stops the registry before it answers anything.
-      store = await QubesStore.open({ dataDir, log, whenLocked: 'wait', create: true, saveEachChange, ...(epoch === undefined ? {} : { epoch }), ...(validator === undefined ? {} : { validator }) });
+      const opened = await QubesStore.open({ dataDir, log, whenLocked: 'wait', create: true, saveEachChange, ...(epoch === undefined ? {} : { epoch }), ...(validator === undefined ? {} : { validator }) });
+      store = opened;
       await bus.ensureEventStream();
+      const qubesdb = await QubesDb.open(bus.nc);
+      lifecycle = new Lifecycle({ app: () => opened.app, hypervisor, flavor, dataDir, log, bus, qubesdb });
+      // The states are known before the first listing is answered.
+      await lifecycle.attach();
       service = await bus.createService(ServiceName.VmRegistry, { version, description: 'qubes.xml and the VMs in it' });
-      registerHandlers(service, new Registry(store, busEvents(bus), power));
+      registerHandlers(service, new Registry(opened, busEvents(bus), lifecycle));
       await bus.nc.flush(); // the server has our subscriptions: a request sent now is answered
-      log.info({ dataDir, vms: store.app.domains.size }, 'vm-registry serving');
+      log.info({ dataDir, vms: opened.app.domains.size, hypervisor: hypervisor.uri ?? 'offline' }, 'vm-registry serving');
     },
     async stop() {
       await service?.stop(); // answers what it has taken, saves included
+      await lifecycle?.detach();
       await store?.close();
     },
   };

@@ -1,4 +1,6 @@
+import { accessSync, constants } from 'node:fs';
 import { XMLBuilder } from 'fast-xml-parser';
+import { QubesError } from '@qubes-bus/contracts';
 
 /**
  * libvirt domain XML, for Xen (libxl, as Qubes runs it: pv, pvh, hvm) and for QEMU/KVM.
@@ -7,6 +9,22 @@ import { XMLBuilder } from 'fast-xml-parser';
  */
 export const DomainFlavor = { Xen: 'xen', Kvm: 'kvm', Qemu: 'qemu' } as const;
 export type DomainFlavor = (typeof DomainFlavor)[keyof typeof DomainFlavor];
+
+/**
+ * The kind of domain for a libvirt URI: Xen's for `xen://`; for QEMU, `QUBES_DOMAIN_TYPE`
+ * (`kvm` or `qemu`) when set, else `kvm` where /dev/kvm can be opened and `qemu` (TCG) elsewhere.
+ */
+export function domainFlavorFor(uri: string, configured?: string): DomainFlavor {
+  if (/^xen[:+]/.test(uri)) return DomainFlavor.Xen;
+  if (configured === DomainFlavor.Kvm || configured === DomainFlavor.Qemu) return configured;
+  if (configured !== undefined && configured !== '') throw new QubesError('BAD_REQUEST', `QUBES_DOMAIN_TYPE must be kvm or qemu, not ${JSON.stringify(configured)}`);
+  try {
+    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+    return DomainFlavor.Kvm;
+  } catch {
+    return DomainFlavor.Qemu;
+  }
+}
 
 export interface DiskSpec {
   /** A file or block device in dom0. */

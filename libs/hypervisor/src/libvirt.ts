@@ -96,8 +96,21 @@ export class LibvirtHypervisor implements Hypervisor {
     return { name, uuid, state: STATES[info.state] ?? DomainState.NoState, memory: info.memory, vcpus: info.nrVirtCpu, cpuTime: info.cpuTime };
   }
 
-  define(xml: string): Promise<DomainRef> {
+  define(xml: string, options: { newName?: string } = {}): Promise<DomainRef> {
     return this.call('define a domain', async (conn) => {
+      if (options.newName !== undefined) {
+        // Without a UUID in the XML libvirt would quietly update a domain of that name.
+        const existing = await conn.domainLookupByName(options.newName).catch((err: unknown) => {
+          if (NOT_FOUND.test(String((err as Error).message))) return null;
+          throw err;
+        });
+        if (existing !== null) {
+          const uuid = await conn.domainGetUUIDString(existing);
+          throw new QubesError('DOMAIN_CONFLICT', `libvirt already has a domain named ${options.newName} (${uuid}); remove it or choose another name`, {
+            details: { name: options.newName, uuid },
+          });
+        }
+      }
       let domain: Domain;
       try {
         domain = await conn.domainDefineXML(xml);

@@ -58,9 +58,10 @@ export interface Hypervisor {
   readonly uri: string | null;
   /**
    * Defines (or redefines) a domain from its XML; the UUID is libvirt's when the XML names
-   * none. DOMAIN_CONFLICT if another domain (another UUID) has the name.
+   * none. DOMAIN_CONFLICT if another domain (another UUID) has the name, or, with `newName`
+   * (a first definition, without UUID), if any domain has that name.
    */
-  define(xml: string): Promise<DomainRef>;
+  define(xml: string, options?: { newName?: string }): Promise<DomainRef>;
   /** Removes a domain's definition (a running domain is destroyed first); no error if gone. */
   undefine(uuid: string): Promise<void>;
   /** The domain with this UUID, or null when it is gone. */

@@ -1,6 +1,7 @@
 import type { Router } from '@qubes-bus/bus';
 import type { Registry } from '../registry';
 import { registerFeatureHandlers, registerLabelHandlers, registerTagHandlers } from './feature-tag-label';
+import { registerLifecycleHandlers } from './lifecycle';
 import { registerAllPropertyHandlers } from './property';
 import { registerVmHandlers } from './vm';
 
@@ -11,4 +12,5 @@ export function registerHandlers(router: Router, registry: Registry): void {
   registerFeatureHandlers(router, registry);
   registerTagHandlers(router, registry);
   registerLabelHandlers(router, registry);
+  registerLifecycleHandlers(router, registry);
 }

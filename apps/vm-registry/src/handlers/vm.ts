@@ -11,7 +11,7 @@ import {
   type PropertyEntry,
   type VmSummary,
 } from '@qubes-bus/contracts';
-import { propertyDef, type Domain, type QubesApp } from '@qubes-bus/qubes-model';
+import { propertyDef, type Domain, type Mutation, type QubesApp } from '@qubes-bus/qubes-model';
 import type { Registry } from '../registry';
 
 /** The destination of a VM call: every VM call has one. */
@@ -68,36 +68,68 @@ export function registerVmHandlers(router: Router, registry: Registry): void {
 
   router.serve(AdminVmclassList, () => ({ classes: Object.values(VmClass).sort() }));
 
+  // Names whose domain is being defined: a second create of one name waits for nobody, it fails.
+  const creating = new Set<string>();
+
   for (const klass of CREATABLE_CLASSES) {
-    router.serve(AdminVmCreate[klass], ({ arg, payload }, ctx) =>
-      registry.write(ctx, (app) => {
+    router.serve(AdminVmCreate[klass], async ({ arg, payload }, ctx) => {
+      const spec = { name: payload.name, label: payload.label, template: arg, properties: payload.properties };
+      const create = (app: QubesApp, uuid?: string): Mutation => {
         if (payload.pool !== undefined && !app.hasPool(payload.pool)) {
           throw new QubesError('PROPERTY_VALUE_INVALID', `there is no pool ${payload.pool}`, { details: { pool: payload.pool } });
         }
-        const mutation = app.createDomain(klass, { name: payload.name, label: payload.label, template: arg, properties: payload.properties });
-        return {
-          mutation,
+        if (creating.has(payload.name)) throw new QubesError('VM_ALREADY_EXISTS', `a VM named ${payload.name} is being created`, { details: { vm: payload.name } });
+        return app.createDomain(klass, { ...spec, uuid });
+      };
+      // Checked and described in memory, then undone at once (nothing else runs meanwhile), so
+      // that libvirt defines the domain, and gives its UUID, before the VM exists for anyone.
+      const dryRun = create(registry.app);
+      let xml: string;
+      try {
+        xml = registry.lifecycle.definitionXml(registry.app, payload.name);
+      } finally {
+        dryRun.undo();
+      }
+      creating.add(payload.name);
+      let uuid: string | null;
+      try {
+        uuid = await registry.lifecycle.defineNew(payload.name, xml);
+      } finally {
+        creating.delete(payload.name);
+      }
+      try {
+        return await registry.write(ctx, (app) => ({
+          mutation: create(app, uuid ?? undefined),
           reply: () => ({
             name: payload.name,
             qid: app.domain(payload.name).qid,
             uuid: app.value(payload.name, 'uuid') as string,
             revision: app.revision(payload.name),
           }),
-        };
-      }),
-    );
+        }));
+      } catch (err) {
+        // Checked again, and refused (or not saved): the domain goes too, never left orphaned.
+        if (uuid !== null) await registry.lifecycle.undefine(payload.name, uuid, ctx.log);
+        throw err;
+      }
+    });
   }
 
-  router.serve(AdminVmRemove, ({ payload }, ctx) =>
-    registry.write(ctx, (app) => {
-      const vm = destOf(ctx);
+  router.serve(AdminVmRemove, async ({ payload }, ctx) => {
+    const vm = destOf(ctx);
+    let uuid = '';
+    await registry.write(ctx, (app) => {
       const d = app.domain(vm);
       app.checkRevision(vm, payload?.revision);
       if (d.klass !== VmClass.AdminVM && registry.power.state(vm, d.klass) !== PowerState.Halted) {
         throw new QubesError('VM_RUNNING', `${vm} is running; shut it down first`, { details: { vm } });
       }
+      uuid = app.value(vm, 'uuid') as string;
       return { mutation: app.removeDomain(vm), reply: () => null };
-    }),
-  );
+    });
+    // Once the VM is gone from qubes.xml on disk, its domain goes (a failure is logged with the UUID).
+    await registry.lifecycle.undefine(vm, uuid, ctx.log);
+    return null;
+  });
 }
 

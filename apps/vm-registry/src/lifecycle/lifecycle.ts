@@ -1,0 +1,502 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Requester } from '@qubes-bus/bus';
+import {
+  DevicesPostStop,
+  DevicesPreStart,
+  DomainPaused,
+  DomainPreStart,
+  DomainShutdown,
+  DomainStart,
+  DomainStartFailed,
+  DomainStopped,
+  DomainUnpaused,
+  isQubesError,
+  PowerState,
+  QubesError,
+  StoragePostStop,
+  StoragePreStart,
+  VmClass,
+  type CurrentState,
+  type DiskInfo,
+  type Endpoint,
+  type EventDescriptor,
+  type EventFieldsOf,
+  type HostInfoReply,
+  type RequestInputOf,
+} from '@qubes-bus/contracts';
+import { buildDomainXml, DomainState, type DomainFlavor, type Hypervisor, type LifecycleEvent } from '@qubes-bus/hypervisor';
+import type { Logger } from '@qubes-bus/log';
+import type { QubesApp } from '@qubes-bus/qubes-model';
+import type { QubesDb } from '@qubes-bus/qubesdb';
+import type { PowerStates } from '../registry';
+import { domainSpec, qubesDbEntries } from './domain-config';
+
+/** Where lifecycle events go: the bus (`Bus.publish`), or nowhere offline. */
+export interface LifecyclePublisher {
+  publish<E extends EventDescriptor>(event: E, target: { vm: string }, fields: EventFieldsOf<E>): Promise<number>;
+}
+
+export interface LifecycleOptions {
+  /** The registry's model, as it is now (it changes under us). */
+  app: () => QubesApp;
+  hypervisor: Hypervisor;
+  flavor: DomainFlavor;
+  dataDir: string;
+  log: Logger;
+  /** Events and hooks: the bus; null offline. */
+  bus: (LifecyclePublisher & Requester) | null;
+  qubesdb: QubesDb | null;
+}
+
+/** libvirt's state as Qubes names it (qubes/vm/qubesvm.py get_power_state). */
+function powerOf(state: DomainState): PowerState {
+  switch (state) {
+    case DomainState.Running:
+    case DomainState.Blocked:
+      return PowerState.Running;
+    case DomainState.Paused:
+      return PowerState.Paused;
+    case DomainState.ShuttingDown:
+      return PowerState.Halting;
+    case DomainState.ShutOff:
+      return PowerState.Halted;
+    case DomainState.Crashed:
+      return PowerState.Crashed;
+    case DomainState.PmSuspended:
+      return PowerState.Suspended;
+    case DomainState.NoState:
+      return PowerState.NA;
+  }
+}
+
+const HOOK_TIMEOUT_MS = 60_000;
+/** How often a wait for a stop looks at libvirt itself, in case its event was missed. */
+const STOP_POLL_MS = 500;
+
+/**
+ * Starts, stops, pauses VMs through the hypervisor port and keeps their power state, driven
+ * by libvirt's events so that a domain stopped outside the registry (`virsh destroy`, a crash)
+ * is seen: `domain-shutdown`, clean-up (QubesDB, post-stop hooks), then `domain-stopped`.
+ *
+ * Domains are addressed by the UUID in qubes.xml. A VM's domain is defined when the VM is
+ * created (libvirt gives the UUID) and redefined from the current properties before each start.
+ * A domain that vanishes while the registry watches is reported (DOMAIN_MISSING), never made
+ * anew; a VM that had no domain when the registry came up (created offline, restored, copied
+ * from another machine) gets one, under its own UUID, at its first start.
+ */
+export class Lifecycle implements PowerStates {
+  private readonly states = new Map<string, PowerState>();
+  /** VMs asked to shut down and not yet halted: shown as Halting. */
+  private readonly halting = new Set<string>();
+  private readonly starting = new Map<string, Promise<void>>();
+  /** The clean-up after a stop, per VM: a start waits for it. */
+  private readonly stopping = new Map<string, Promise<void>>();
+  private readonly stopWaiters = new Map<string, Array<() => void>>();
+  /** UUIDs libvirt has had a domain for while we watched. */
+  private readonly seen = new Set<string>();
+  private synced = false;
+  private syncing: Promise<void> | null = null;
+  private watcher: { stop(): Promise<void> } | null = null;
+  private readonly log: Logger;
+
+  constructor(private readonly options: LifecycleOptions) {
+    this.log = options.log;
+  }
+
+  private get app(): QubesApp {
+    return this.options.app();
+  }
+
+  private get hv(): Hypervisor {
+    return this.options.hypervisor;
+  }
+
+  get online(): boolean {
+    return this.hv.uri !== null;
+  }
+
+  // --- power state -----------------------------------------------------------------------------
+
+  state(vm: string, klass: VmClass): PowerState {
+    if (klass === VmClass.AdminVM) return PowerState.Running;
+    if (this.starting.has(vm) && this.states.get(vm) !== PowerState.Running) return PowerState.Transient;
+    const state = this.states.get(vm) ?? PowerState.Halted;
+    if (state === PowerState.Running && this.halting.has(vm)) return PowerState.Halting;
+    // Until libvirt has answered once, we do not know (offline, nothing runs).
+    if (!this.synced && this.online) return PowerState.NA;
+    return state;
+  }
+
+  /** Watches libvirt's events and reads every domain's state once. */
+  async attach(): Promise<void> {
+    this.watcher = this.hv.watch(
+      (event) => this.observe(event),
+      () => void this.sync(false),
+    );
+    await this.sync(true);
+  }
+
+  async detach(): Promise<void> {
+    await this.watcher?.stop();
+    this.watcher = null;
+    await Promise.allSettled([...this.starting.values(), ...this.stopping.values()]);
+    await this.hv.close();
+  }
+
+  /**
+   * Brings the states in line with libvirt: at start-up (a VM whose QubesDB is open was running
+   * when we last knew), and after the event monitor restarted (events may have been missed).
+   */
+  sync(initial: boolean): Promise<void> {
+    if (!this.online) return Promise.resolve();
+    this.syncing ??= this.resync(initial).finally(() => (this.syncing = null));
+    return this.syncing;
+  }
+
+  private async resync(initial: boolean): Promise<void> {
+    let domains;
+    try {
+      domains = await this.hv.list();
+    } catch (err) {
+      this.log.warn({ err }, 'cannot read the domains from libvirt; states are unknown until it answers');
+      return;
+    }
+    const byUuid = new Map(domains.map((d) => [d.uuid, d]));
+    for (const d of domains) this.seen.add(d.uuid);
+    const open = initial && this.options.qubesdb !== null ? new Set(await this.options.qubesdb.connectedVms().catch(() => [])) : new Set<string>();
+    const app = this.app;
+    for (const [vm, d] of app.domains) {
+      if (d.klass === VmClass.AdminVM || this.starting.has(vm)) continue;
+      const info = byUuid.get(app.value(vm, 'uuid') as string);
+      const observed = info === undefined ? PowerState.Halted : powerOf(info.state);
+      const known = initial ? (open.has(vm) ? PowerState.Running : PowerState.Halted) : (this.states.get(vm) ?? PowerState.Halted);
+      if (observed === known) {
+        this.states.set(vm, observed);
+        continue;
+      }
+      if (observed === PowerState.Halted) {
+        this.states.set(vm, known);
+        this.stopped(vm, 'unknown');
+      } else if (known === PowerState.Halted) {
+        await this.started(vm, this.log);
+        if (observed === PowerState.Paused) this.transition(vm, PowerState.Paused, DomainPaused);
+      } else {
+        this.transition(vm, observed, observed === PowerState.Paused ? DomainPaused : known === PowerState.Paused ? DomainUnpaused : null);
+      }
+    }
+    this.synced = true;
+  }
+
+  /** One lifecycle event from libvirt. Domains are named after their VMs. */
+  private observe(event: LifecycleEvent): void {
+    const vm = event.domain;
+    if (!this.app.exists(vm) || this.app.domain(vm).klass === VmClass.AdminVM) return;
+    switch (event.kind) {
+      case 'started':
+        if (!this.starting.has(vm) && this.states.get(vm) !== PowerState.Running) void this.started(vm, this.log);
+        return;
+      case 'suspended':
+        if (this.states.get(vm) === PowerState.Running) this.transition(vm, PowerState.Paused, DomainPaused);
+        return;
+      case 'resumed':
+        // libvirt also reports a resume as part of a start: only a paused VM is unpaused.
+        if (this.states.get(vm) === PowerState.Paused) this.transition(vm, PowerState.Running, DomainUnpaused);
+        return;
+      case 'pmsuspended':
+        this.transition(vm, PowerState.Suspended, null);
+        return;
+      case 'stopped':
+      case 'crashed':
+        this.stopped(vm, event.detail.toLowerCase() || event.kind);
+        return;
+      case 'undefined':
+        this.log.info({ vm }, 'the libvirt domain of a VM was removed');
+        return;
+      default:
+        return; // defined (our own redefinitions), shutdown (the guest agreed; 'stopped' follows)
+    }
+  }
+
+  /** A change of state, announced by `event` (an event without fields) unless it is no change. */
+  private transition(vm: string, to: PowerState, event: typeof DomainPaused | null): void {
+    if (this.states.get(vm) === to) return;
+    this.states.set(vm, to);
+    if (event !== null) this.emit(event, vm, {});
+  }
+
+  private emit<E extends EventDescriptor>(event: E, vm: string, fields: EventFieldsOf<E>): void {
+    this.options.bus?.publish(event, { vm }, fields).catch((err: unknown) => this.log.error({ err, vm, event: event.name }, 'a lifecycle event could not be published'));
+  }
+
+  /** A VM runs that did not run: started here, or outside (then its QubesDB is opened too). */
+  private async started(vm: string, log: Logger): Promise<void> {
+    this.states.set(vm, PowerState.Running);
+    await this.openQubesDb(vm, log).catch((err: unknown) => log.error({ err, vm }, "the VM's QubesDB could not be written"));
+    this.emit(DomainStart, vm, {});
+  }
+
+  /** A VM stopped: `domain-shutdown` at once, then its clean-up, then `domain-stopped`. */
+  private stopped(vm: string, reason: string): void {
+    const state = this.states.get(vm) ?? PowerState.Halted;
+    if (state === PowerState.Halted || this.stopping.has(vm)) return;
+    this.states.set(vm, PowerState.Halted);
+    this.halting.delete(vm);
+    this.emit(DomainShutdown, vm, { reason });
+    const cleanup = this.cleanUp(vm, this.log)
+      .then(() => this.emit(DomainStopped, vm, {}))
+      .finally(() => {
+        this.stopping.delete(vm);
+        for (const wake of this.stopWaiters.get(vm) ?? []) wake();
+        this.stopWaiters.delete(vm);
+      });
+    this.stopping.set(vm, cleanup);
+  }
+
+  /** What a run leaves behind: QubesDB, then the storage and device services' post-stop hooks. */
+  private async cleanUp(vm: string, log: Logger): Promise<void> {
+    const uuid = this.app.exists(vm) ? (this.app.value(vm, 'uuid') as string) : '';
+    await this.options.qubesdb?.disconnect(vm).catch((err: unknown) => log.error({ err, vm }, "the VM's QubesDB could not be removed"));
+    for (const hook of [StoragePostStop, DevicesPostStop]) {
+      await this.hook(hook, { payload: { vm, uuid } }, log).catch((err: unknown) => log.error({ err, vm, hook: hook.subject() }, 'a post-stop hook failed'));
+    }
+  }
+
+  private async openQubesDb(vm: string, log: Logger): Promise<void> {
+    const qubesdb = this.options.qubesdb;
+    if (qubesdb === null) return;
+    const uuid = this.app.value(vm, 'uuid') as string;
+    await qubesdb.connect(vm, { uuid, since: new Date().toISOString() }, qubesDbEntries(this.app, vm));
+    log.debug({ vm }, 'QubesDB written');
+  }
+
+  /** An internal call to another service; null when that service is not running. */
+  private async hook<E extends Endpoint>(endpoint: E, body: RequestInputOf<E>, log: Logger): Promise<unknown> {
+    const bus = this.options.bus;
+    if (bus === null) return null;
+    try {
+      return await bus.request(endpoint, body, { timeoutMs: HOOK_TIMEOUT_MS });
+    } catch (err) {
+      if (isQubesError(err) && err.code === 'SERVICE_UNAVAILABLE') {
+        log.debug({ service: endpoint.service, hook: endpoint.method }, 'no service for this hook');
+        return null;
+      }
+      throw err;
+    }
+  }
+
+  // --- calls -----------------------------------------------------------------------------------
+
+  private checkManaged(vm: string): void {
+    if (this.app.domain(vm).klass === VmClass.AdminVM) {
+      throw new QubesError('VM_CLASS_INVALID', `${vm} is the admin VM: it always runs, and is not a domain to start or stop`, { details: { vm } });
+    }
+  }
+
+  private uuidOf(vm: string): string {
+    return this.app.value(vm, 'uuid') as string;
+  }
+
+  /** Starts a VM, its netvm chain first. Two starts of one VM start it once. */
+  start(vm: string, log: Logger): Promise<void> {
+    this.checkManaged(vm);
+    const running = this.starting.get(vm);
+    if (running !== undefined) return running;
+    const start = this.doStart(vm, log).finally(() => this.starting.delete(vm));
+    this.starting.set(vm, start);
+    return start;
+  }
+
+  private async doStart(vm: string, log: Logger): Promise<void> {
+    await this.stopping.get(vm); // the clean-up of the previous run comes first
+    const uuid = this.uuidOf(vm);
+    const info = await this.hv.lookup(uuid);
+    if (info === null && this.seen.has(uuid)) {
+      throw new QubesError('DOMAIN_MISSING', `the libvirt domain of ${vm} (${uuid}) was removed outside qubes-bus; it is not made anew behind your back`, { details: { vm, uuid } });
+    }
+    if (info !== null && info.state !== DomainState.ShutOff && info.state !== DomainState.Crashed) {
+      this.states.set(vm, powerOf(info.state)); // it runs already: nothing to do (Qubes too)
+      return;
+    }
+    const netvm = this.app.value(vm, 'netvm') as string | null;
+    if (netvm !== null && this.state(netvm, this.app.domain(netvm).klass) !== PowerState.Running) {
+      try {
+        await this.start(netvm, log);
+      } catch (err) {
+        const reason = `its netvm ${netvm} cannot start: ${(err as Error).message}`;
+        this.emit(DomainStartFailed, vm, { reason });
+        throw isQubesError(err) ? new QubesError(err.code, `${vm} cannot start: ${reason}`, { details: { vm, netvm }, cause: err }) : err;
+      }
+    }
+    this.emit(DomainPreStart, vm, {});
+    try {
+      const storage = (await this.hook(StoragePreStart, { payload: { vm, uuid } }, log).catch((err: unknown) => {
+        throw hookFailure(vm, 'storage', err);
+      })) as { disks: DiskInfo[] } | null;
+      await this.hook(DevicesPreStart, { payload: { vm, uuid } }, log).catch((err: unknown) => {
+        throw hookFailure(vm, 'devices', err);
+      });
+      // Redefined from the properties as they are now; the UUID in the XML pins the domain.
+      const xml = buildDomainXml(domainSpec(this.app, vm, { flavor: this.options.flavor, dataDir: this.options.dataDir, disks: storage?.disks ?? [] }), this.options.flavor);
+      await this.hv.define(xml);
+      this.seen.add(uuid);
+      await this.openQubesDb(vm, log);
+      await this.hv.start(uuid);
+    } catch (err) {
+      await this.cleanUp(vm, log);
+      this.emit(DomainStartFailed, vm, { reason: (err as Error).message });
+      log.warn({ err, vm }, 'start failed');
+      throw err;
+    }
+    this.states.set(vm, PowerState.Running);
+    this.halting.delete(vm);
+    this.emit(DomainStart, vm, {});
+    log.info({ vm }, 'started');
+  }
+
+  /** The VMs that use `vm` as their netvm and run. */
+  runningClients(vm: string): string[] {
+    return this.app.usersOf(vm, 'netvm').filter((client) => this.state(client, this.app.domain(client).klass) !== PowerState.Halted);
+  }
+
+  private async liveState(vm: string): Promise<PowerState> {
+    const info = await this.hv.lookup(this.uuidOf(vm));
+    return info === null ? PowerState.Halted : powerOf(info.state);
+  }
+
+  async shutdown(vm: string, options: { force: boolean; wait: boolean }, log: Logger): Promise<void> {
+    this.checkManaged(vm);
+    if ((await this.liveState(vm)) === PowerState.Halted) throw notRunning(vm);
+    const clients = this.runningClients(vm);
+    if (clients.length > 0 && !options.force) {
+      throw new QubesError('VM_IN_USE', `there are other VMs connected to ${vm}: ${clients.join(', ')}; shut them down first, or force`, {
+        details: { vm, usedBy: clients.map((client) => ({ vm: client, property: 'netvm' })) },
+      });
+    }
+    const halted = this.whenHalted(vm);
+    this.halting.add(vm);
+    await this.hv.shutdown(this.uuidOf(vm));
+    if (!options.wait) return;
+    const timeoutS = this.app.value(vm, 'shutdown_timeout') as number;
+    if (await halted(timeoutS * 1000)) return;
+    log.warn({ vm, timeoutS }, 'the VM did not shut down in time: killing it');
+    await this.kill(vm, log);
+  }
+
+  async kill(vm: string, _log: Logger): Promise<void> {
+    this.checkManaged(vm);
+    if ((await this.liveState(vm)) === PowerState.Halted) throw notRunning(vm);
+    const halted = this.whenHalted(vm);
+    await this.hv.destroy(this.uuidOf(vm));
+    // Answered once the stop is handled (QubesDB gone, hooks run), as Qubes' kill does.
+    await halted(30_000);
+  }
+
+  async pause(vm: string, _log: Logger): Promise<void> {
+    this.checkManaged(vm);
+    const state = await this.liveState(vm);
+    if (state !== PowerState.Running && state !== PowerState.Paused) throw notRunning(vm);
+    if (state === PowerState.Running) await this.hv.pause(this.uuidOf(vm));
+    this.transition(vm, PowerState.Paused, DomainPaused);
+  }
+
+  async unpause(vm: string, _log: Logger): Promise<void> {
+    this.checkManaged(vm);
+    if ((await this.liveState(vm)) !== PowerState.Paused) {
+      throw new QubesError('VM_NOT_PAUSED', `${vm} is not paused`, { details: { vm } });
+    }
+    await this.hv.resume(this.uuidOf(vm));
+    this.transition(vm, PowerState.Running, DomainUnpaused);
+  }
+
+  async currentState(vm: string): Promise<CurrentState> {
+    const d = this.app.domain(vm);
+    const halted = { mem: 0, mem_static_max: 0, cputime: 0 };
+    if (d.klass === VmClass.AdminVM) return { power_state: PowerState.Running, ...halted };
+    if (!this.online) return { power_state: PowerState.Halted, ...halted };
+    const info = await this.hv.lookup(this.uuidOf(vm));
+    if (info === null || info.state === DomainState.ShutOff) return { power_state: this.state(vm, d.klass) === PowerState.Transient ? PowerState.Transient : PowerState.Halted, ...halted };
+    return { power_state: this.state(vm, d.klass), mem: info.memory, mem_static_max: info.memory, cputime: info.cpuTime };
+  }
+
+  async hostInfo(): Promise<HostInfoReply> {
+    const host = await this.hv.hostInfo();
+    let running = 0;
+    for (const [vm, d] of this.app.domains) if (this.state(vm, d.klass) !== PowerState.Halted) running++;
+    return {
+      hostname: host.hostname,
+      cpus: host.cpus,
+      mhz: host.mhz,
+      memory_total: host.memoryTotal,
+      memory_free: host.memoryFree,
+      cpu_usage: host.cpuUsage,
+      running,
+    };
+  }
+
+  /**
+   * A wait for the VM to be halted and cleaned up, armed now (before the call that stops it):
+   * true once it is, false after `timeoutMs`. libvirt is asked too, in case its event was lost.
+   */
+  private whenHalted(vm: string): (timeoutMs: number) => Promise<boolean> {
+    const done = new Promise<void>((resolve) => {
+      const waiters = this.stopWaiters.get(vm) ?? [];
+      waiters.push(resolve);
+      this.stopWaiters.set(vm, waiters);
+    });
+    return async (timeoutMs) => {
+      const deadline = Date.now() + timeoutMs;
+      let finished = false;
+      void done.then(() => (finished = true));
+      while (!finished && Date.now() < deadline) {
+        await Promise.race([done, sleep(Math.min(STOP_POLL_MS, Math.max(0, deadline - Date.now())))]);
+        if (finished) break;
+        if ((await this.liveState(vm).catch(() => null)) === PowerState.Halted) {
+          this.stopped(vm, 'unknown');
+          await this.stopping.get(vm);
+          return true;
+        }
+      }
+      return finished;
+    };
+  }
+
+  // --- definition ------------------------------------------------------------------------------
+
+  /**
+   * Defines the domain of a VM about to be created, from what the VM will be; returns libvirt's
+   * UUID, or null offline (the domain is defined at the first start).
+   */
+  async defineNew(vm: string, xml: string): Promise<string | null> {
+    if (!this.online) return null;
+    const { uuid } = await this.hv.define(xml, { newName: vm });
+    this.seen.add(uuid);
+    return uuid;
+  }
+
+  /** Removes a removed VM's domain; offline there is none to remove. */
+  async undefine(vm: string, uuid: string, log: Logger): Promise<void> {
+    if (!this.online) return;
+    this.seen.delete(uuid);
+    this.states.delete(vm);
+    try {
+      await this.hv.undefine(uuid);
+    } catch (err) {
+      log.error({ err, vm, uuid }, 'the VM is removed, but its libvirt domain could not be: remove it with virsh undefine');
+    }
+  }
+
+  /** The XML a new VM's domain is first defined with (no UUID yet: libvirt gives it). */
+  definitionXml(app: QubesApp, vm: string): string {
+    const { uuid: _local, ...spec } = domainSpec(app, vm, { flavor: this.options.flavor, dataDir: this.options.dataDir, disks: [], definitionOnly: true });
+    return buildDomainXml(spec, this.options.flavor);
+  }
+}
+
+function notRunning(vm: string): QubesError {
+  return new QubesError('VM_NOT_RUNNING', `${vm} is not running`, { details: { vm } });
+}
+
+function hookFailure(vm: string, what: string, err: unknown): QubesError {
+  const reason = (err as Error).message;
+  return new QubesError('VM_START_FAILED', `${vm} cannot start: the ${what} service refused: ${reason}`, { details: { vm, service: what }, cause: err });
+}
