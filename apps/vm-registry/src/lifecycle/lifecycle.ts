@@ -372,10 +372,15 @@ export class Lifecycle implements PowerStates {
         details: { vm, usedBy: clients.map((client) => ({ vm: client, property: 'netvm' })) },
       });
     }
-    const halted = this.whenHalted(vm);
+    const halted = options.wait ? this.whenHalted(vm) : null;
     this.halting.add(vm);
-    await this.hv.shutdown(this.uuidOf(vm));
-    if (!options.wait) return;
+    try {
+      await this.hv.shutdown(this.uuidOf(vm));
+    } catch (err) {
+      this.halting.delete(vm);
+      throw err;
+    }
+    if (halted === null) return;
     const timeoutS = this.app.value(vm, 'shutdown_timeout') as number;
     if (await halted(timeoutS * 1000)) return;
     log.warn({ vm, timeoutS }, 'the VM did not shut down in time: killing it');
@@ -438,25 +443,29 @@ export class Lifecycle implements PowerStates {
    * true once it is, false after `timeoutMs`. libvirt is asked too, in case its event was lost.
    */
   private whenHalted(vm: string): (timeoutMs: number) => Promise<boolean> {
-    const done = new Promise<void>((resolve) => {
-      const waiters = this.stopWaiters.get(vm) ?? [];
-      waiters.push(resolve);
-      this.stopWaiters.set(vm, waiters);
-    });
+    let wake!: () => void;
+    const done = new Promise<void>((resolve) => (wake = resolve));
+    this.stopWaiters.set(vm, [...(this.stopWaiters.get(vm) ?? []), wake]);
     return async (timeoutMs) => {
       const deadline = Date.now() + timeoutMs;
       let finished = false;
       void done.then(() => (finished = true));
-      while (!finished && Date.now() < deadline) {
-        await Promise.race([done, sleep(Math.min(STOP_POLL_MS, Math.max(0, deadline - Date.now())))]);
-        if (finished) break;
-        if ((await this.liveState(vm).catch(() => null)) === PowerState.Halted) {
-          this.stopped(vm, 'unknown');
-          await this.stopping.get(vm);
-          return true;
+      try {
+        while (!finished && Date.now() < deadline) {
+          await Promise.race([done, sleep(Math.min(STOP_POLL_MS, Math.max(0, deadline - Date.now())))]);
+          if (finished) break;
+          if ((await this.liveState(vm).catch(() => null)) === PowerState.Halted) {
+            this.stopped(vm, 'unknown');
+            await this.stopping.get(vm);
+            return true;
+          }
         }
+        return finished;
+      } finally {
+        const rest = (this.stopWaiters.get(vm) ?? []).filter((w) => w !== wake);
+        if (rest.length > 0) this.stopWaiters.set(vm, rest);
+        else this.stopWaiters.delete(vm);
       }
-      return finished;
     };
   }
 
