@@ -84,17 +84,33 @@ function os(spec: DomainSpec, flavor: DomainFlavor): Node {
   }
 }
 
-function disk(d: DiskSpec, flavor: DomainFlavor): Node {
+function disk(d: DiskSpec, flavor: DomainFlavor, hotplug = false): Node {
   const xen = flavor === DomainFlavor.Xen;
+  // QEMU has no xen bus: the same letters on virtio (xvdb -> vdb) for the disks a VM boots
+  // with, on the virtio-scsi controller (xvdi -> sdi) for those attached while it runs.
+  const target = xen
+    ? { '@_dev': d.frontend, '@_bus': 'xen' }
+    : hotplug
+      ? { '@_dev': d.frontend.replace(/^xvd/, 'sd'), '@_bus': 'scsi' }
+      : { '@_dev': d.frontend.replace(/^xvd/, 'vd'), '@_bus': 'virtio' };
   return {
     '@_type': d.type,
     '@_device': 'disk',
     driver: xen ? { '@_name': 'phy' } : { '@_name': 'qemu', '@_type': 'raw' },
     source: d.type === 'file' ? { '@_file': d.path } : { '@_dev': d.path },
-    // QEMU has no xen bus: the same letters on virtio (xvdb -> vdb).
-    target: xen ? { '@_dev': d.frontend, '@_bus': 'xen' } : { '@_dev': d.frontend.replace(/^xvd/, 'vd'), '@_bus': 'virtio' },
+    target,
     ...(d.readOnly ? { readonly: '' } : {}),
   };
+}
+
+/** The `<disk>` of a block device attached to a running domain (virsh attach-device). */
+export function buildHotplugDiskXml(d: DiskSpec, flavor: DomainFlavor): string {
+  return selfClose(builder.build({ disk: disk(d, flavor, true) }) as string);
+}
+
+/** `<readonly/>` and empty `<acpi/>` are elements without content; the builder writes '' as <x></x>. */
+function selfClose(xml: string): string {
+  return xml.replace(/<(readonly|acpi|apic|pae)><\/\1>/g, '<$1/>');
 }
 
 export function buildDomainXml(spec: DomainSpec, flavor: DomainFlavor): string {
@@ -122,6 +138,5 @@ export function buildDomainXml(spec: DomainSpec, flavor: DomainFlavor): string {
     },
   };
   if (spec.debug && !xen) (domain['devices'] as Node)['serial'] = { '@_type': 'pty', target: { '@_port': '0' } };
-  // <readonly/> and empty <acpi/> are elements without content; the builder writes '' as <x></x>.
-  return (builder.build({ domain }) as string).replace(/<(readonly|acpi|apic|pae)><\/\1>/g, '<$1/>');
+  return selfClose(builder.build({ domain }) as string);
 }

@@ -1,4 +1,8 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import type { Domain, Hypervisor as LibvirtConnection } from '@unraid/libvirt';
@@ -180,6 +184,40 @@ export class LibvirtHypervisor implements Hypervisor {
 
   resume(uuid: string): Promise<void> {
     return this.act('resume a domain', uuid, (conn, d) => conn.domainResume(d));
+  }
+
+  /** virsh attach-device / detach-device (the binding has neither), the XML in a private file. */
+  private async virshDevice(verb: 'attach-device' | 'detach-device', uuid: string, deviceXml: string): Promise<void> {
+    await this.xml(uuid); // DOMAIN_MISSING, VMM_UNREACHABLE as for any call
+    const dir = await mkdtemp(path.join(tmpdir(), 'qubes-bus-device-'));
+    try {
+      const file = path.join(dir, 'device.xml');
+      await writeFile(file, deviceXml, { mode: 0o600 });
+      await execFileAsync(requireBinary('virsh', 'to attach and detach devices'), ['-c', this.uri, verb, uuid, file, '--live'], { timeout: 30_000 });
+    } catch (err) {
+      // virsh says which file it read, then why libvirt refused: the reason is what matters.
+      const lines = String((err as { stderr?: string }).stderr ?? '').split('\n').map((line) => line.replace(/^error: /, '').trim());
+      const reason = lines.filter((line) => line !== '' && !/^Failed to (attach|detach) device from /.test(line)).join('; ') || (err as Error).message;
+      throw new QubesError('VMM_ERROR', `libvirt could not ${verb.replace('-', ' ')}: ${reason}`, { details: { uuid }, cause: err });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  async attachDevice(uuid: string, deviceXml: string): Promise<void> {
+    await this.virshDevice('attach-device', uuid, deviceXml);
+  }
+
+  async detachDevice(uuid: string, deviceXml: string): Promise<void> {
+    const target = /<target\b[^>]*\bdev=["']([^"']+)["']/.exec(deviceXml)?.[1];
+    await this.virshDevice('detach-device', uuid, deviceXml);
+    if (target === undefined) return;
+    const deadline = Date.now() + 10_000;
+    const attached = new RegExp(`<target\\b[^>]*\\bdev=["']${target.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}["']`);
+    while (attached.test(await this.xml(uuid))) {
+      if (Date.now() > deadline) throw new QubesError('VMM_ERROR', `the guest did not let go of ${target} within 10 s`, { details: { uuid, target } });
+      await sleep(20);
+    }
   }
 
   xml(uuid: string): Promise<string> {

@@ -23,6 +23,8 @@ export class OfflineHypervisor implements Hypervisor {
   destroy = (..._args: unknown[]): Promise<never> => this.refuse();
   pause = (..._args: unknown[]): Promise<never> => this.refuse();
   resume = (..._args: unknown[]): Promise<never> => this.refuse();
+  attachDevice = (..._args: unknown[]): Promise<never> => this.refuse();
+  detachDevice = (..._args: unknown[]): Promise<never> => this.refuse();
   xml = (..._args: unknown[]): Promise<never> => this.refuse();
   hostInfo = (..._args: unknown[]): Promise<never> => this.refuse();
 

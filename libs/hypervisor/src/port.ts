@@ -75,6 +75,16 @@ export interface Hypervisor {
   destroy(uuid: string): Promise<void>;
   pause(uuid: string): Promise<void>;
   resume(uuid: string): Promise<void>;
+  /**
+   * Attaches a device (its libvirt XML) to a running domain, for this run only. Resolves once
+   * the domain's XML holds it.
+   */
+  attachDevice(uuid: string, deviceXml: string): Promise<void>;
+  /**
+   * Detaches a device from a running domain. Resolves once it is gone from the domain's XML
+   * (QEMU answers before the guest has let go: virsh alone would claim success too early).
+   */
+  detachDevice(uuid: string, deviceXml: string): Promise<void>;
   /** The domain's XML as libvirt holds it. */
   xml(uuid: string): Promise<string>;
   hostInfo(): Promise<HostInfo>;

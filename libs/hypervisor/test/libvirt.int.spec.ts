@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { XMLParser } from 'fast-xml-parser';
 import { isQubesError, type ErrorCode } from '@qubes-bus/contracts';
 import { startLibvirtd, tmpDataDir, type Libvirtd } from '@qubes-bus/testing';
-import { buildDomainXml, DomainFlavor, LibvirtHypervisor, OfflineHypervisor, type DomainSpec, type LifecycleEvent } from '../src';
+import { buildDomainXml, buildHotplugDiskXml, DomainFlavor, LibvirtHypervisor, OfflineHypervisor, type DomainSpec, type LifecycleEvent } from '../src';
 
 const scratch = tmpDataDir();
 let qemu: Libvirtd;
@@ -85,6 +85,27 @@ describe('the libvirt adapter, on real QEMU domains', () => {
     const kinds = events.map((e) => e.kind);
     expect(kinds.indexOf('started')).toBeLessThan(kinds.indexOf('suspended'));
     expect(kinds.indexOf('suspended')).toBeLessThan(kinds.indexOf('stopped'));
+  });
+
+  it('attaches a disk to a running domain and detaches it, each call done when the domain shows it', async () => {
+    // QEMU runs as its own user (libvirt-qemu): it must reach the file through the directories.
+    chmodSync(scratch.path, 0o711);
+    const image = path.join(scratch.path, 'stick.img');
+    writeFileSync(image, Buffer.alloc(1024 * 1024));
+    const { uuid } = await hv.define(buildDomainXml(spec(), DomainFlavor.Qemu));
+    await hv.start(uuid);
+    try {
+      const stick = buildHotplugDiskXml({ path: image, type: 'file', frontend: 'xvdi', readOnly: true }, DomainFlavor.Qemu);
+      await hv.attachDevice(uuid, stick);
+      expect(await hv.xml(uuid)).toMatch(new RegExp(`<source file='${image}'[^>]*/>\\s*(<backingStore/>\\s*)?<target dev='sdi' bus='scsi'/>`));
+      await hv.detachDevice(uuid, stick);
+      expect(await hv.xml(uuid)).not.toContain(image);
+      const refused = await failure(hv.detachDevice(uuid, stick));
+      expect(refused.code).toBe('VMM_ERROR');
+      expect(refused.message).toBe('libvirt could not detach device: device not found: disk sdi not found');
+    } finally {
+      await hv.undefine(uuid);
+    }
   });
 
   it('refuses a second domain under a taken name (DOMAIN_CONFLICT), and reports a removed one as missing', async () => {
