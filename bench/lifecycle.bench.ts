@@ -32,7 +32,7 @@ async function main(): Promise<void> {
   const dir = tmpDataDir();
   const server = await connectBus({ url: nats.url, name: 'vm-registry', log, mode: 'service' });
   const client = await connectBus({ url: nats.url, name: 'bench', log, mode: 'tool' });
-  const registry = createRegistry({ bus: server, log, dataDir: dir.path, hypervisor: new LibvirtHypervisor(libvirtd.uri), flavor: DomainFlavor.Qemu });
+  const registry = createRegistry({ bus: server, log, dataDir: dir.path, hypervisor: new LibvirtHypervisor(libvirtd.uri, { flavor: DomainFlavor.Qemu }) });
   const outside = new LibvirtHypervisor(libvirtd.uri);
   const virsh = (...args: string[]) => run('virsh', ['-c', libvirtd.uri, ...args]);
   const prefix = `bench${process.pid}`;

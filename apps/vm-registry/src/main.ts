@@ -1,6 +1,6 @@
 import { connectBus, DEFAULT_NATS_URL, redactUrl } from '@qubes-bus/bus';
 import { ServiceName } from '@qubes-bus/contracts';
-import { domainFlavorFor, LibvirtHypervisor, OfflineHypervisor } from '@qubes-bus/hypervisor';
+import { LibvirtHypervisor, parseDomainFlavor, OfflineHypervisor } from '@qubes-bus/hypervisor';
 import { createLogger } from '@qubes-bus/log';
 import { runOffline } from './offline';
 import { createRegistry } from './service';
@@ -21,10 +21,10 @@ async function serve(): Promise<void> {
     process.exit(1);
   });
   const uri = process.env['LIBVIRT_URI'];
-  const hypervisor = uri ? new LibvirtHypervisor(uri) : new OfflineHypervisor('LIBVIRT_URI is not set');
-  const flavor = domainFlavorFor(uri ?? '', process.env['QUBES_DOMAIN_TYPE']);
-  log.info({ libvirt: uri ?? null, flavor }, 'hypervisor');
-  const registry = createRegistry({ bus, log, dataDir, validator, hypervisor, flavor });
+  const flavor = parseDomainFlavor(process.env['QUBES_DOMAIN_TYPE']);
+  const hypervisor = uri ? new LibvirtHypervisor(uri, { flavor }) : new OfflineHypervisor('LIBVIRT_URI is not set');
+  log.info({ libvirt: uri ?? null, flavor: flavor ?? 'what libvirt offers' }, 'hypervisor');
+  const registry = createRegistry({ bus, log, dataDir, validator, hypervisor });
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;

@@ -1,6 +1,6 @@
 import { isQubesError, QubesError } from '@qubes-bus/contracts';
 import { LocalRouter, reportFatal, serveStdio } from '@qubes-bus/bus';
-import { DomainFlavor, OfflineHypervisor } from '@qubes-bus/hypervisor';
+import { OfflineHypervisor } from '@qubes-bus/hypervisor';
 import type { Logger } from '@qubes-bus/log';
 import { NO_EVENTS } from './events';
 import { registerHandlers } from './handlers';
@@ -34,7 +34,6 @@ export async function runOffline(
   const lifecycle = new Lifecycle({
     app: () => store.app,
     hypervisor: new OfflineHypervisor('offline mode (--offline): qubes.xml only'),
-    flavor: DomainFlavor.Qemu,
     dataDir,
     log,
     bus: null,

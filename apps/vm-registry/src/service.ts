@@ -1,6 +1,6 @@
 import type { Bus, BusService } from '@qubes-bus/bus';
 import { ServiceName } from '@qubes-bus/contracts';
-import { DomainFlavor, OfflineHypervisor, type Hypervisor } from '@qubes-bus/hypervisor';
+import { OfflineHypervisor, type Hypervisor } from '@qubes-bus/hypervisor';
 import type { Logger } from '@qubes-bus/log';
 import { QubesDb } from '@qubes-bus/qubesdb';
 import { version } from '../package.json';
@@ -16,8 +16,6 @@ export interface RegistryOptions {
   dataDir: string;
   /** Default: none (offline: VMs cannot run, qubes.xml can be edited). */
   hypervisor?: Hypervisor;
-  /** The kind of domain to define; default `qemu`. */
-  flavor?: DomainFlavor;
   /** Revision epoch (tests pin it); default: the time of the load. */
   epoch?: string;
   /** No group commit: the benchmark's baseline. */
@@ -36,7 +34,7 @@ export interface RegistryService {
 }
 
 export function createRegistry(options: RegistryOptions): RegistryService {
-  const { bus, log, dataDir, epoch, saveEachChange = false, validator, flavor = DomainFlavor.Qemu } = options;
+  const { bus, log, dataDir, epoch, saveEachChange = false, validator } = options;
   const hypervisor = options.hypervisor ?? new OfflineHypervisor('the registry runs without LIBVIRT_URI');
   let store: QubesStore | undefined;
   let lifecycle: Lifecycle | undefined;
@@ -54,7 +52,7 @@ export function createRegistry(options: RegistryOptions): RegistryService {
       store = opened;
       await bus.ensureEventStream();
       const qubesdb = await QubesDb.open(bus.nc);
-      lifecycle = new Lifecycle({ app: () => opened.app, hypervisor, flavor, dataDir, log, bus, qubesdb });
+      lifecycle = new Lifecycle({ app: () => opened.app, hypervisor, dataDir, log, bus, qubesdb });
       // The states are known before the first listing is answered.
       await lifecycle.attach();
       service = await bus.createService(ServiceName.VmRegistry, { version, description: 'qubes.xml and the VMs in it' });

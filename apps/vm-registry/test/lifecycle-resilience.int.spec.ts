@@ -51,7 +51,7 @@ describe('a registry whose libvirtd is killed and restarted (libvirt test driver
 
   beforeAll(async () => {
     libvirtd = await startLibvirtd({ driver: 'test', dir: daemonDir() });
-    registry = createRegistry({ bus: server, log: server.log, dataDir: path.join(dir.path, 'restart'), hypervisor: new LibvirtHypervisor(libvirtd.uri), flavor: DomainFlavor.Qemu });
+    registry = createRegistry({ bus: server, log: server.log, dataDir: path.join(dir.path, 'restart'), hypervisor: new LibvirtHypervisor(libvirtd.uri, { flavor: DomainFlavor.Qemu }) });
     await registry.start();
   }, 60_000);
 

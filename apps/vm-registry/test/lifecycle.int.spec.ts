@@ -81,7 +81,7 @@ beforeAll(async () => {
   dir = tmpDataDir();
   server = await connectBus({ url: nats.url, name: 'vm-registry', log: captureLog('vm-registry').log, mode: 'service' });
   client = await connectBus({ url: nats.url, name: 'client', log: captureLog('client').log, mode: 'tool' });
-  registry = createRegistry({ bus: server, log: server.log, dataDir: dir.path, hypervisor: new LibvirtHypervisor(libvirtd.uri), flavor: DomainFlavor.Qemu });
+  registry = createRegistry({ bus: server, log: server.log, dataDir: dir.path, hypervisor: new LibvirtHypervisor(libvirtd.uri, { flavor: DomainFlavor.Qemu }) });
   await registry.start();
   qubesdb = await QubesDb.open(client.nc);
   await client.request(AdminProperty.Set, { arg: 'default_netvm', payload: { value: '' } });

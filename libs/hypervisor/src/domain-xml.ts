@@ -1,4 +1,3 @@
-import { accessSync, constants } from 'node:fs';
 import { XMLBuilder } from 'fast-xml-parser';
 import { QubesError } from '@qubes-bus/contracts';
 
@@ -10,20 +9,11 @@ import { QubesError } from '@qubes-bus/contracts';
 export const DomainFlavor = { Xen: 'xen', Kvm: 'kvm', Qemu: 'qemu' } as const;
 export type DomainFlavor = (typeof DomainFlavor)[keyof typeof DomainFlavor];
 
-/**
- * The kind of domain for a libvirt URI: Xen's for `xen://`; for QEMU, `QUBES_DOMAIN_TYPE`
- * (`kvm` or `qemu`) when set, else `kvm` where /dev/kvm can be opened and `qemu` (TCG) elsewhere.
- */
-export function domainFlavorFor(uri: string, configured?: string): DomainFlavor {
-  if (/^xen[:+]/.test(uri)) return DomainFlavor.Xen;
-  if (configured === DomainFlavor.Kvm || configured === DomainFlavor.Qemu) return configured;
-  if (configured !== undefined && configured !== '') throw new QubesError('BAD_REQUEST', `QUBES_DOMAIN_TYPE must be kvm or qemu, not ${JSON.stringify(configured)}`);
-  try {
-    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
-    return DomainFlavor.Kvm;
-  } catch {
-    return DomainFlavor.Qemu;
-  }
+/** `QUBES_DOMAIN_TYPE`, checked: `kvm`, `qemu` or `xen`; undefined when not set. */
+export function parseDomainFlavor(configured: string | undefined): DomainFlavor | undefined {
+  if (configured === undefined || configured === '') return undefined;
+  if ((Object.values(DomainFlavor) as string[]).includes(configured)) return configured as DomainFlavor;
+  throw new QubesError('BAD_REQUEST', `QUBES_DOMAIN_TYPE must be kvm, qemu or xen, not ${JSON.stringify(configured)}`);
 }
 
 export interface DiskSpec {

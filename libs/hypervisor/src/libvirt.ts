@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import type { Domain, Hypervisor as LibvirtConnection } from '@unraid/libvirt';
 import { QubesError } from '@qubes-bus/contracts';
 import { requireBinary } from '@qubes-bus/daemons';
+import { DomainFlavor } from './domain-xml';
 import { DomainState, type DomainInfo, type DomainRef, type HostInfo, type Hypervisor, type LifecycleEvent } from './port';
 
 const execFileAsync = promisify(execFile);
@@ -47,7 +48,28 @@ export class LibvirtHypervisor implements Hypervisor {
   private connection: Promise<LibvirtConnection> | null = null;
   private lastCpu: { busy: number; total: number } | null = null;
 
-  constructor(readonly uri: string) {}
+  private flavor: Promise<DomainFlavor> | null;
+
+  /** `flavor`: the kind of domain to define (QUBES_DOMAIN_TYPE); default: what libvirt offers. */
+  constructor(
+    readonly uri: string,
+    options: { flavor?: DomainFlavor | undefined } = {},
+  ) {
+    const fixed = options.flavor ?? (/^xen[:+]/.test(uri) ? DomainFlavor.Xen : undefined);
+    this.flavor = fixed === undefined ? null : Promise.resolve(fixed);
+  }
+
+  /** KVM where libvirt's capabilities offer it (not merely where /dev/kvm exists), else QEMU's TCG. */
+  domainFlavor(): Promise<DomainFlavor> {
+    this.flavor ??= this.virsh('capabilities').then(
+      (capabilities) => (/<domain type=['"]kvm['"]/.test(capabilities) ? DomainFlavor.Kvm : DomainFlavor.Qemu),
+      (err: unknown) => {
+        this.flavor = null; // asked again next time
+        throw new QubesError('VMM_UNREACHABLE', `libvirt cannot be reached at ${this.uri}: ${(err as Error).message}`, { cause: err });
+      },
+    );
+    return this.flavor;
+  }
 
   private connect(): Promise<LibvirtConnection> {
     this.connection ??= (async () => {

@@ -1,4 +1,5 @@
 import { QubesError } from '@qubes-bus/contracts';
+import { DomainFlavor } from './domain-xml';
 import type { Hypervisor } from './port';
 
 /**
@@ -14,6 +15,8 @@ export class OfflineHypervisor implements Hypervisor {
     return Promise.reject(new QubesError('VMM_OFFLINE', `no hypervisor: ${this.reason}`));
   }
 
+  /** Nothing is defined offline; a VM created now gets its domain at its first start online. */
+  domainFlavor = (): Promise<DomainFlavor> => Promise.resolve(DomainFlavor.Qemu);
   define = (..._args: unknown[]): Promise<never> => this.refuse();
   undefine = (..._args: unknown[]): Promise<never> => this.refuse();
   lookup = (..._args: unknown[]): Promise<never> => this.refuse();

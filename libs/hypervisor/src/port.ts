@@ -3,6 +3,7 @@
  * libvirt adapter behind it and an offline one for installation and recovery. Domains are
  * always addressed by UUID: a name can be taken by someone else's domain, a UUID cannot.
  */
+import type { DomainFlavor } from './domain-xml';
 
 /** A domain's state as libvirt reports it. */
 export const DomainState = {
@@ -56,6 +57,8 @@ export interface LifecycleEvent {
 export interface Hypervisor {
   /** libvirt's URI, or null offline. */
   readonly uri: string | null;
+  /** The kind of domain to define here: Xen's, KVM where libvirt offers it, else QEMU (TCG). */
+  domainFlavor(): Promise<DomainFlavor>;
   /**
    * Defines (or redefines) a domain from its XML; the UUID is libvirt's when the XML names
    * none. DOMAIN_CONFLICT if another domain (another UUID) has the name, or, with `newName`

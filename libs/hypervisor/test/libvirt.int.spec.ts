@@ -120,6 +120,14 @@ describe('the libvirt adapter, on real QEMU domains', () => {
     expect(missing.message).toContain(uuid);
   });
 
+  it('defines KVM domains only where libvirt offers KVM (not wherever /dev/kvm exists), Xen ones on Xen, or what it is told', async () => {
+    const offersKvm = spawnSync('virsh', ['-c', qemu.uri, 'domcapabilities', '--virttype', 'kvm'], { stdio: 'ignore' }).status === 0;
+    expect(await new LibvirtHypervisor(qemu.uri).domainFlavor()).toBe(offersKvm ? 'kvm' : 'qemu');
+    expect(await new LibvirtHypervisor('xen:///system').domainFlavor()).toBe('xen'); // no connection needed
+    expect(await new LibvirtHypervisor(qemu.uri, { flavor: DomainFlavor.Qemu }).domainFlavor()).toBe('qemu');
+    expect((await failure(new LibvirtHypervisor('qemu:///system?socket=/nonexistent/sock').domainFlavor())).code).toBe('VMM_UNREACHABLE');
+  });
+
   it('reads the host through libvirt: memory, CPUs and, from the second reading on, CPU usage', async () => {
     const first = await hv.hostInfo();
     expect(first.cpus).toBeGreaterThan(0);

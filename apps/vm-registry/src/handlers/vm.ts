@@ -83,10 +83,11 @@ export function registerVmHandlers(router: Router, registry: Registry): void {
       };
       // Checked and described in memory, then undone at once (nothing else runs meanwhile), so
       // that libvirt defines the domain, and gives its UUID, before the VM exists for anyone.
+      const flavor = await registry.lifecycle.domainFlavor();
       const dryRun = create(registry.app);
       let xml: string;
       try {
-        xml = registry.lifecycle.definitionXml(registry.app, payload.name);
+        xml = registry.lifecycle.definitionXml(registry.app, payload.name, flavor);
       } finally {
         dryRun.undo();
       }

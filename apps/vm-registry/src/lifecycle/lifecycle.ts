@@ -40,7 +40,6 @@ export interface LifecycleOptions {
   /** The registry's model, as it is now (it changes under us). */
   app: () => QubesApp;
   hypervisor: Hypervisor;
-  flavor: DomainFlavor;
   dataDir: string;
   log: Logger;
   /** Events and hooks: the bus; null offline. */
@@ -336,7 +335,8 @@ export class Lifecycle implements PowerStates {
         throw hookFailure(vm, 'devices', err);
       });
       // Redefined from the properties as they are now; the UUID in the XML pins the domain.
-      const xml = buildDomainXml(domainSpec(this.app, vm, { flavor: this.options.flavor, dataDir: this.options.dataDir, disks: storage?.disks ?? [] }), this.options.flavor);
+      const flavor = await this.hv.domainFlavor();
+      const xml = buildDomainXml(domainSpec(this.app, vm, { flavor, dataDir: this.options.dataDir, disks: storage?.disks ?? [] }), flavor);
       await this.hv.define(xml);
       this.seen.add(uuid);
       await this.openQubesDb(vm, log);
@@ -495,9 +495,14 @@ export class Lifecycle implements PowerStates {
   }
 
   /** The XML a new VM's domain is first defined with (no UUID yet: libvirt gives it). */
-  definitionXml(app: QubesApp, vm: string): string {
-    const { uuid: _local, ...spec } = domainSpec(app, vm, { flavor: this.options.flavor, dataDir: this.options.dataDir, disks: [], definitionOnly: true });
-    return buildDomainXml(spec, this.options.flavor);
+  definitionXml(app: QubesApp, vm: string, flavor: DomainFlavor): string {
+    const { uuid: _local, ...spec } = domainSpec(app, vm, { flavor, dataDir: this.options.dataDir, disks: [], definitionOnly: true });
+    return buildDomainXml(spec, flavor);
+  }
+
+  /** The kind of domain this hypervisor runs (asked of libvirt once). */
+  domainFlavor(): Promise<DomainFlavor> {
+    return this.hv.domainFlavor();
   }
 }
 
