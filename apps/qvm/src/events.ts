@@ -1,4 +1,5 @@
 import type { ReceivedEvent } from '@qubes-bus/bus';
+import { SUBJECT_ROOT, Subjects } from '@qubes-bus/contracts';
 
 /**
  * How qvm-events prints an event: `<vm> <event> key=value...` for people (`-` for events of
@@ -35,4 +36,17 @@ export function formatEventJson(event: ReceivedEvent): string {
 export function lostWarning(lost: { from: number; to: number }): string {
   const which = lost.from === lost.to ? `event ${lost.from} is` : `events ${lost.from} to ${lost.to} are`;
   return `WARNING: ${which} no longer kept by the event stream (older than its limits) and cannot be printed\n`;
+}
+
+/**
+ * What to subscribe to for the events of `names` (qvm-events; qvm-shutdown --wait, for the VMs
+ * it waits for). Every event (`--all`, or no VM named): the whole event stream (VM and
+ * system events, `qubes.>`), in one subscription so that the order holds. One VM: its events.
+ * Several: every VM's, kept when they are about one of them, again for the order.
+ */
+export function eventSelection(names: readonly string[]): { pattern: string; keep: (vm: string | undefined) => boolean } {
+  if (names.length === 0) return { pattern: `${SUBJECT_ROOT}.>`, keep: () => true };
+  if (names.length === 1) return { pattern: Subjects.vmEvents(names[0]), keep: () => true };
+  const wanted = new Set(names);
+  return { pattern: Subjects.vmEvents(), keep: (vm) => vm !== undefined && wanted.has(vm) };
 }

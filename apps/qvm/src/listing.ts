@@ -1,4 +1,4 @@
-import type { PropertyValue, VmSummary } from '@qubes-bus/contracts';
+import type { HostInfoReply, PropertyValue, VmSummary } from '@qubes-bus/contracts';
 import { formatTable } from './table';
 import { UsageError } from './errors';
 
@@ -204,4 +204,16 @@ export function formatHelpFormats(): string {
   const names = Object.keys(FORMATS).sort() as FormatName[];
   const width = Math.max(...names.map((n) => n.length));
   return `Available formats:\n${names.map((n) => `  ${n.padEnd(width)}  ${FORMATS[n].join(',').toUpperCase()}\n`).join('')}`;
+}
+
+/**
+ * `qvm-ls --host`: the host as one row, memory in MiB, CPU% with one decimal (`-` until the
+ * registry has read the host twice: the load is measured between two readings).
+ */
+export function hostListing(host: HostInfoReply): Listing {
+  const mib = (kib: number): string => String(Math.floor(kib / 1024));
+  return {
+    head: ['HOST', 'CPUS', 'CPU%', 'MEMORY', 'FREE', 'RUNNING'],
+    rows: [[host.hostname, String(host.cpus), host.cpu_usage === null ? null : host.cpu_usage.toFixed(1), mib(host.memory_total), mib(host.memory_free), String(host.running)]],
+  };
 }

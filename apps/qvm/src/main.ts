@@ -4,15 +4,20 @@ import { connectBus, redactUrl, StdioRequester, type Bus } from '@qubes-bus/bus'
 import { isQubesError, QubesError } from '@qubes-bus/contracts';
 import { createLogger } from '@qubes-bus/log';
 import { resolveBusUrl, resolveDataDir } from './bus-url';
-import { UsageError } from './errors';
+import { failureReport, ToolFailures } from './errors';
 import type { ToolContext } from './tool';
+import { qvmCheck } from './tools/qvm-check';
 import { qvmCreate } from './tools/qvm-create';
 import { qvmEvents } from './tools/qvm-events';
 import { qvmFeatures } from './tools/qvm-features';
+import { qvmKill } from './tools/qvm-kill';
 import { qvmLs } from './tools/qvm-ls';
+import { qvmPause, qvmUnpause } from './tools/qvm-pause';
 import { qubesPrefs, qvmPrefs } from './tools/qvm-prefs';
 import { qvmRemove } from './tools/qvm-remove';
 import { qvmService } from './tools/qvm-service';
+import { qvmShutdown } from './tools/qvm-shutdown';
+import { qvmStart } from './tools/qvm-start';
 import { qvmTags } from './tools/qvm-tags';
 
 const TOOLS = {
@@ -25,18 +30,24 @@ const TOOLS = {
   'qvm-service': qvmService,
   'qvm-tags': qvmTags,
   'qvm-events': qvmEvents,
+  'qvm-start': qvmStart,
+  'qvm-shutdown': qvmShutdown,
+  'qvm-kill': qvmKill,
+  'qvm-pause': qvmPause,
+  'qvm-unpause': qvmUnpause,
+  'qvm-check': qvmCheck,
 } as const;
 
 export type ToolName = keyof typeof TOOLS;
 
 /**
  * Runs one tool. The only place that prints `ERROR: `: every failure below ends here as one
- * line and a non-zero exit status.
+ * line (one per VM when several failed each on its own) and a non-zero exit status.
  */
 export async function run(tool: string, argv: readonly string[]): Promise<void> {
   const make = TOOLS[tool as ToolName];
   if (make === undefined) {
-    fail(`unknown tool ${tool}; the tools are ${Object.keys(TOOLS).join(', ')}`);
+    fail([`unknown tool ${tool}; the tools are ${Object.keys(TOOLS).join(', ')}`], undefined);
     return;
   }
   let bus: Bus | undefined;
@@ -78,14 +89,12 @@ export async function run(tool: string, argv: readonly string[]): Promise<void> 
     if (err instanceof CommanderError) {
       // commander has printed usage or its message already
       process.exitCode = err.exitCode === 0 ? 0 : 2;
-    } else if (err instanceof UsageError) {
-      fail(err.message, err);
-      process.exitCode = 2;
     } else if (isQubesError(err, 'SERVICE_UNAVAILABLE') && offline === undefined) {
       // The bus answers but the service does not: often another nats-server on the default port.
-      fail(`${err.message} (bus at ${redactUrl(target.url)}, from ${target.source}; start the stack with 'npm start')`, err);
+      fail([`${err.message} (bus at ${redactUrl(target.url)}, from ${target.source}; start the stack with 'npm start')`], err);
     } else {
-      fail(err instanceof Error ? err.message : String(err), err);
+      const { status, lines } = failureReport(err);
+      fail(lines, err, status);
     }
   } finally {
     await bus?.close();
@@ -113,8 +122,11 @@ function unreachable(err: QubesError, target: { url: string; source: string }): 
   );
 }
 
-function fail(message: string, err?: unknown): void {
-  process.stderr.write(`ERROR: ${message.split('\n')[0]}\n`);
-  if (process.env['LOG_LEVEL'] === 'debug' && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`);
-  process.exitCode = 1;
+/** One `ERROR: ` line per failure (none for a tool that only ends with a status), and the exit status. */
+function fail(lines: readonly string[], err: unknown, status = 1): void {
+  for (const line of lines) process.stderr.write(`ERROR: ${line.split('\n')[0]}\n`);
+  if (process.env['LOG_LEVEL'] === 'debug' && err instanceof Error && lines.length > 0) {
+    for (const each of err instanceof ToolFailures ? err.failures : [err]) process.stderr.write(`${each.stack ?? ''}\n`);
+  }
+  process.exitCode = status;
 }

@@ -38,6 +38,25 @@ export function tool(name: string, args: readonly string[], env: NodeJS.ProcessE
   });
 }
 
+/**
+ * Runs the tools against a stack: `qvm` runs one and gives its result; `ok` runs one that must
+ * succeed and print no error, and gives its stdout.
+ */
+export function toolsOf(stack: () => { env: NodeJS.ProcessEnv }): {
+  qvm(name: string, ...args: string[]): Promise<Result>;
+  ok(name: string, ...args: string[]): Promise<string>;
+} {
+  const qvm = (name: string, ...args: string[]): Promise<Result> => tool(name, args, stack().env);
+  return {
+    qvm,
+    async ok(name, ...args) {
+      const result = await qvm(name, ...args);
+      if (result.code !== 0 || result.stderr !== '') throw new Error(`${name} ${args.join(' ')} exited with ${result.code}:\n${result.stderr}`);
+      return result.stdout;
+    },
+  };
+}
+
 /** The environment of a tool: this bus, this data dir, no stray settings from the caller. */
 export function toolEnv(natsUrl: string, dataDir: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, QUBES_NATS_URL: natsUrl, QUBES_DATA_DIR: dataDir };
@@ -75,11 +94,14 @@ function started(child: ChildProcess): Started {
   };
 }
 
-/** The vm-registry from its bundle, on `dataDir`; resolves once admin.vm.List answers. */
-export async function startRegistry(natsUrl: string, dataDir: string): Promise<Started> {
+/**
+ * The vm-registry from its bundle, on `dataDir`, with `env` besides (LIBVIRT_URI and
+ * QUBES_DOMAIN_TYPE for real domains); resolves once admin.vm.List answers.
+ */
+export async function startRegistry(natsUrl: string, dataDir: string, env: NodeJS.ProcessEnv = {}): Promise<Started> {
   const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/apps/vm-registry/main.js')], {
     cwd: REPO_ROOT,
-    env: { ...process.env, QUBES_NATS_URL: natsUrl, QUBES_DATA_DIR: dataDir, LOG_FORMAT: 'json' },
+    env: { ...process.env, QUBES_NATS_URL: natsUrl, QUBES_DATA_DIR: dataDir, LOG_FORMAT: 'json', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const registry = started(child);
@@ -164,12 +186,13 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function startStack(): Promise<Stack> {
+/** `registryEnv`: more environment for the registry (startRegistry). */
+export async function startStack(options: { registryEnv?: NodeJS.ProcessEnv } = {}): Promise<Stack> {
   const nats = await startNats();
   const dir = tmpDataDir('qubes-bus-qvm-');
   let registry: Started;
   try {
-    registry = await startRegistry(nats.url, dir.path);
+    registry = await startRegistry(nats.url, dir.path, options.registryEnv);
   } catch (err) {
     await nats.stop();
     dir.remove();

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { buildBundles, errorLine, startStack, tool, type Result, type Stack } from './harness';
+import { buildBundles, errorLine, startStack, toolsOf, type Stack } from './harness';
 
 /**
  * The qvm-* tools as a user runs them, against a real nats-server and vm-registry. The tests of
@@ -7,15 +7,7 @@ import { buildBundles, errorLine, startStack, tool, type Result, type Stack } fr
  */
 let stack: Stack;
 
-const qvm = (name: string, ...args: string[]): Promise<Result> => tool(name, args, stack.env);
-
-/** Runs a tool that must succeed, and returns what it printed. */
-async function ok(name: string, ...args: string[]): Promise<string> {
-  const result = await qvm(name, ...args);
-  if (result.code !== 0) throw new Error(`${name} ${args.join(' ')} exited with ${result.code}:\n${result.stderr}`);
-  expect(result.stderr).toBe('');
-  return result.stdout;
-}
+const { qvm, ok } = toolsOf(() => stack);
 
 beforeAll(async () => {
   await buildBundles();

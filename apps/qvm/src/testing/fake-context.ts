@@ -1,8 +1,9 @@
-import type { Command } from 'commander';
+import { CommanderError, type Command } from 'commander';
 import { EventEmitter } from 'node:events';
 import { PassThrough } from 'node:stream';
 import type { Bus, EventSubscription, ReceivedEvent, Requester, RequestOptions } from '@qubes-bus/bus';
-import type { Endpoint, ReplyOf, RequestInputOf } from '@qubes-bus/contracts';
+import { QubesError, type Endpoint, type ErrorCode, type ReplyOf, type RequestInputOf, type VmSummary } from '@qubes-bus/contracts';
+import { failureReport } from '../errors';
 import type { ToolContext } from '../tool';
 
 /** For unit tests of a tool: a context whose Admin API answers from `answer`, recording every call. */
@@ -92,4 +93,70 @@ export async function runTool(make: (ctx: ToolContext) => Command, ctx: ToolCont
     .exitOverride()
     .configureOutput({ writeOut: () => undefined, writeErr: () => undefined })
     .parseAsync([...argv], { from: 'user' });
+}
+
+/** A live subscription whose events the test sends (`push`) while the tool runs. */
+export function liveSubscription(): EventSubscription & { push(event: ReceivedEvent): void; readonly stopped: boolean } {
+  const queue: ReceivedEvent[] = [];
+  let wake: () => void = () => undefined;
+  const state = { stopped: false };
+  async function* iterate(): AsyncGenerator<ReceivedEvent> {
+    for (;;) {
+      const next = queue.shift();
+      if (next !== undefined) {
+        yield next;
+        continue;
+      }
+      if (state.stopped) return;
+      await new Promise<void>((resolve) => (wake = resolve));
+    }
+  }
+  const iterator = iterate();
+  return {
+    lost: null,
+    get stopped() {
+      return state.stopped;
+    },
+    push(event) {
+      queue.push(event);
+      wake();
+    },
+    [Symbol.asyncIterator]: () => iterator,
+    async stop() {
+      state.stopped = true;
+      wake();
+    },
+  };
+}
+
+/** What a user of the tool sees: its output, main.ts's `ERROR: ` lines for a failure, and the exit status. */
+export interface Seen {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the tool as runTool() does, and turns a failure into what main.ts prints and its exit status. */
+export async function runSeen(make: (ctx: ToolContext) => Command, ctx: FakeContext, argv: readonly string[]): Promise<Seen> {
+  let status = 0;
+  let errors = '';
+  try {
+    await runTool(make, ctx, argv);
+  } catch (err) {
+    if (err instanceof CommanderError) return { status: err.exitCode === 0 ? 0 : 2, stdout: ctx.out(), stderr: `ERROR: ${err.message.replace(/^error: /, '')}\n` };
+    const report = failureReport(err);
+    status = report.status;
+    errors = report.lines.map((line) => `ERROR: ${line}\n`).join('');
+  }
+  return { status, stdout: ctx.out(), stderr: ctx.err() + errors };
+}
+
+/** A row of admin.vm.List: an AppVM, halted, unless `fields` say otherwise. */
+export function vmSummary(name: string, fields: Partial<VmSummary> = {}): VmSummary {
+  return { name, class: 'AppVM', state: 'Halted', label: 'red', template: null, netvm: null, revision: 'r', ...fields };
+}
+
+/** An error as the registry sends it over the bus. */
+export function registryError(code: ErrorCode, message: string, vm?: string): QubesError {
+  return new QubesError(code, message, vm === undefined ? {} : { details: { vm } });
 }

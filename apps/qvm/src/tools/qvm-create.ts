@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { AdminVmclassList, AdminVmCreate, CREATABLE_CLASSES, type CreatableClass, type PropertyValue } from '@qubes-bus/contracts';
+import { repeatable } from '../options';
 import type { ToolContext } from '../tool';
 import { UsageError } from '../errors';
 
@@ -14,8 +15,6 @@ interface CreateOptions {
   helpClasses?: boolean;
   offline?: boolean;
 }
-
-const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
 
 /** `--property k=v`, repeatable; the value is sent as typed and converted by the registry. */
 export function parseProperties(untrustedPairs: readonly string[]): Record<string, PropertyValue> {
@@ -43,7 +42,7 @@ export function qvmCreate(ctx: ToolContext): Command {
     .option('--disp', 'shortcut for --class DispVM --label red')
     .option('-t, --template <template>', 'the template to use (default: the global default_template)')
     .option('-l, --label <label>', 'the label of the new qube (red, orange, yellow, green, gray, blue, purple, black, ...)')
-    .option('--prop, --property <name=value>', "set a property of the new qube, like 'memory=800' (repeatable)", collect)
+    .option('--prop, --property <name=value>', "set a property of the new qube, like 'memory=800' (repeatable)", repeatable)
     .option('-P, --pool <pool>', 'the pool for all volumes of the new qube')
     .option('--help-classes', 'list the classes of qubes and exit')
     .option('--offline', 'work on qubes.xml directly, without the bus (installation, recovery)')

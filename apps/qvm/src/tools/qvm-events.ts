@@ -1,8 +1,8 @@
 import { Command, InvalidArgumentError } from 'commander';
 import type { EventSubscription } from '@qubes-bus/bus';
-import { QubesError, SUBJECT_ROOT, Subjects } from '@qubes-bus/contracts';
+import { QubesError } from '@qubes-bus/contracts';
 import { UsageError } from '../errors';
-import { formatEventJson, formatEventLine, lostWarning } from '../events';
+import { eventSelection, formatEventJson, formatEventLine, lostWarning } from '../events';
 import type { ToolContext } from '../tool';
 
 interface EventsOptions {
@@ -14,18 +14,6 @@ interface EventsOptions {
 function sequence(untrusted: string): number {
   if (!/^\d{1,15}$/.test(untrusted)) throw new InvalidArgumentError('a stream sequence is a whole number');
   return Number(untrusted);
-}
-
-/**
- * What to subscribe to. Every event (`--all`, or no VM named): the whole event stream (VM and
- * system events, `qubes.>`), in one subscription so that the order holds. One VM: its events.
- * Several: every VM's, kept when they are about one of them, again for the order.
- */
-function selection(names: readonly string[]): { pattern: string; keep: (vm: string | undefined) => boolean } {
-  if (names.length === 0) return { pattern: `${SUBJECT_ROOT}.>`, keep: () => true };
-  if (names.length === 1) return { pattern: Subjects.vmEvents(names[0]), keep: () => true };
-  const wanted = new Set(names);
-  return { pattern: Subjects.vmEvents(), keep: (vm) => vm !== undefined && wanted.has(vm) };
 }
 
 /**
@@ -41,7 +29,7 @@ export function qvmEvents(ctx: ToolContext): Command {
     .option('--json', 'one JSON object per line, with the stream sequence (seq) of each event')
     .action(async (names: string[], options: EventsOptions) => {
       if (options.all && names.length > 0) throw new UsageError('give either --all or qube names, not both');
-      const { pattern, keep } = selection(names);
+      const { pattern, keep } = eventSelection(names);
       let subscription: EventSubscription | undefined;
       let stopped = false;
       const stop = (): void => {

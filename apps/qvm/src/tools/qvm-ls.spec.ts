@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import type { VmSummary } from '@qubes-bus/contracts';
-import { fakeContext, runTool, type Call } from '../testing/fake-context';
+import { fakeContext, registryError, runSeen, runTool, type Call } from '../testing/fake-context';
 import { qvmLs } from './qvm-ls';
 
 const domains: VmSummary[] = [
@@ -46,5 +46,26 @@ describe('qvm-ls', () => {
 
   it('refuses --format with --fields, as a usage error', async () => {
     await expect(runTool(qvmLs, fakeContext(registry), ['--format', 'full', '--fields', 'name'])).rejects.toMatchObject({ name: 'UsageError' });
+  });
+
+  it('--host prints the host from admin.host.Info: memory in MiB, CPU% with one decimal, - before the load is known', async () => {
+    const host = { hostname: 'dom0-host', cpus: 8, mhz: 2400, memory_total: 16 * 1024 * 1024, memory_free: 5 * 1024 * 1024 + 1000, running: 3 };
+    const ctx = fakeContext((call) => (call.method === 'admin.host.Info' ? { ...host, cpu_usage: 12.345 } : registry(call)));
+    expect(await runSeen(qvmLs, ctx, ['--host'])).toEqual({
+      status: 0,
+      stdout: 'HOST       CPUS  CPU%  MEMORY  FREE  RUNNING\ndom0-host  8     12.3  16384   5120  3\n',
+      stderr: '',
+    });
+    expect(ctx.calls.map((c) => c.method)).toEqual(['admin.host.Info']);
+    const first = fakeContext(() => ({ ...host, cpu_usage: null }));
+    expect((await runSeen(qvmLs, first, ['--host', '--raw-data'])).stdout).toBe('dom0-host|8|-|16384|5120|3\n');
+  });
+
+  it('--host fails as other tools do when the registry has no hypervisor, and takes no qube names', async () => {
+    const offline = fakeContext(() => {
+      throw registryError('VMM_OFFLINE', 'no hypervisor: LIBVIRT_URI is not set');
+    });
+    expect(await runSeen(qvmLs, offline, ['--host'])).toEqual({ status: 1, stdout: '', stderr: 'ERROR: no hypervisor: LIBVIRT_URI is not set\n' });
+    expect(await runSeen(qvmLs, fakeContext(registry), ['--host', 'work'])).toMatchObject({ status: 2, stderr: 'ERROR: --host shows the host, not qubes: give no qube names with it\n' });
   });
 });

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { AdminVmList, AdminVmTag, QubesError, type VmSummary } from '@qubes-bus/contracts';
+import { AdminHostInfo, AdminVmList, AdminVmTag, type VmSummary } from '@qubes-bus/contracts';
 import type { Requester } from '@qubes-bus/bus';
 import {
   buildListing,
@@ -8,11 +8,14 @@ import {
   formatListing,
   formatRawListing,
   FORMATS,
+  hostListing,
   matchesPowerStates,
   neededProperties,
   parseFields,
   type Column,
 } from '../listing';
+import { repeatable } from '../options';
+import { findNamed } from '../selection';
 import type { ToolContext } from '../tool';
 import { UsageError } from '../errors';
 
@@ -30,9 +33,8 @@ interface LsOptions {
   reverse?: boolean;
   offline?: boolean;
   helpFormats?: boolean;
+  host?: boolean;
 }
-
-const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
 
 function chooseColumns(options: LsOptions): Column[] {
   if (options.rawList) return parseFields('name');
@@ -63,8 +65,8 @@ export function qvmLs(ctx: ToolContext): Command {
     .addOption(new Option('-k, --kernel', 'same as --format=kernel').implies({ format: 'kernel' }))
     .option('--raw-data', 'one line per VM, cells separated by |, no head (for scripts)')
     .option('--raw-list', 'same as --raw-data --fields=name')
-    .option('--class <class>', 'show only VMs of this class (repeatable)', collect)
-    .option('--tags <tag>', 'show only VMs with this tag (repeatable; any of them)', collect)
+    .option('--class <class>', 'show only VMs of this class (repeatable)', repeatable)
+    .option('--tags <tag>', 'show only VMs with this tag (repeatable; any of them)', repeatable)
     .option('--running', 'show running VMs')
     .option('--halted', 'show halted VMs')
     .option('--paused', 'show paused VMs')
@@ -72,9 +74,17 @@ export function qvmLs(ctx: ToolContext): Command {
     .option('--reverse', 'reverse the sort')
     .option('--offline', 'read qubes.xml directly, without the bus (installation, recovery)')
     .option('--help-formats', 'list the formats with their columns and exit')
+    .option('--host', 'show the host rather than VMs: its CPUs, their load, its memory (MiB), the VMs running')
     .action(async (names: string[], options: LsOptions) => {
       if (options.helpFormats) {
         ctx.stdout.write(formatHelpFormats());
+        return;
+      }
+      if (options.host) {
+        if (names.length > 0) throw new UsageError('--host shows the host, not qubes: give no qube names with it');
+        const api = await ctx.api({ offline: options.offline === true });
+        const listing = hostListing(await api.request(AdminHostInfo, {}));
+        ctx.stdout.write(options.rawData ? formatRawListing(listing) : formatListing(listing));
         return;
       }
       const columns = chooseColumns(options);
@@ -83,13 +93,7 @@ export function qvmLs(ctx: ToolContext): Command {
       // One round trip, whatever the columns: the properties come with the list.
       const { domains } = await api.request(AdminVmList, properties.length === 0 ? {} : { payload: { properties } });
       let vms = domains;
-      if (names.length > 0) {
-        const known = new Set(domains.map((vm) => vm.name));
-        const unknown = names.find((name) => !known.has(name));
-        if (unknown !== undefined) throw new QubesError('VM_NOT_FOUND', `no such domain: ${unknown}`);
-        const wanted = new Set(names);
-        vms = vms.filter((vm) => wanted.has(vm.name));
-      }
+      if (names.length > 0) vms = findNamed(domains, names);
       const classes = options.class ?? [];
       if (classes.length > 0) vms = vms.filter((vm) => classes.includes(vm.class));
       const states = (['running', 'halted', 'paused'] as const).filter((state) => options[state] === true);

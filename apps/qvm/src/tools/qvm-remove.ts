@@ -1,6 +1,7 @@
 import { createInterface } from 'node:readline';
 import { Command } from 'commander';
 import { AdminVmList, AdminVmRemove, QubesError } from '@qubes-bus/contracts';
+import { findNamed } from '../selection';
 import type { ToolContext } from '../tool';
 import { ToolError, UsageError } from '../errors';
 
@@ -33,11 +34,9 @@ export function qvmRemove(ctx: ToolContext): Command {
       const api = await ctx.api();
       // Every name must exist before anything is asked or removed.
       const { domains } = await api.request(AdminVmList, {});
-      const known = new Set(domains.map((vm) => vm.name));
-      const unknown = names.find((name) => !known.has(name));
-      if (unknown !== undefined) throw new QubesError('VM_NOT_FOUND', `no such domain: ${unknown}`);
-      if (!options.force && !(await confirm(ctx, names))) throw new ToolError('remove cancelled');
+      const vms = findNamed(domains, names).map((vm) => vm.name);
+      if (!options.force && !(await confirm(ctx, vms))) throw new ToolError('remove cancelled');
       // One after the other: a VM may be in use only by another one removed before it.
-      for (const name of names) await api.request(AdminVmRemove, {}, { dest: name });
+      for (const name of vms) await api.request(AdminVmRemove, {}, { dest: name });
     });
 }
