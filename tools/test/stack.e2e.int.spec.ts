@@ -25,6 +25,12 @@ function qvmLs(env: NodeJS.ProcessEnv): { status: number | null; stdout: string;
   return { status: run.status, stdout: run.stdout, stderr: run.stderr, ms: Date.now() - started };
 }
 
+/** Runs a tool through npx, as the README shows; its status and what it printed on stderr. */
+function npx(args: string[], env: NodeJS.ProcessEnv): { status: number | null; stderr: string } {
+  const run = spawnSync('npx', args, { cwd: ROOT, env, encoding: 'utf8', timeout: 60_000 });
+  return { status: run.status, stderr: run.stderr };
+}
+
 /** Runs `npm start` in its own process group and waits for its "running" line. */
 async function startStack(env: NodeJS.ProcessEnv): Promise<Array<Record<string, unknown>>> {
   stack = spawn('npm', ['start'], { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -85,7 +91,7 @@ describe('the embedded stack and qvm-ls, end to end', () => {
     expect(fromEnv.stderr).toMatch(/^ERROR: the qubes bus is unreachable at .*\(from QUBES_NATS_URL/);
   });
 
-  it('npm start brings up the stack; npx qvm-ls lists dom0; a second start refuses; a stack killed outright is cleaned up by the next start; Ctrl-C stops it all', async () => {
+  it('npm start brings up the stack; npx qvm-ls lists dom0; the README\'s VM starts and stops on its libvirtd; a second start refuses; a stack killed outright is cleaned up by the next start; Ctrl-C stops it all', async () => {
     mkdirSync(varDir.path, { recursive: true });
     const env: NodeJS.ProcessEnv = { ...process.env, QUBES_VAR_DIR: varDir.path, LOG_FORMAT: 'json' };
     delete env['QUBES_NATS_URL'];
@@ -101,6 +107,20 @@ describe('the embedded stack and qvm-ls, end to end', () => {
       'dom0  Running  AdminVM  black  -         -',
       '',
     ]);
+
+    // The README's walk-through: a VM that really runs, on the stack's own libvirtd.
+    const vm = `e2e${process.pid}`;
+    const tools = { ...process.env, QUBES_VAR_DIR: varDir.path, QUBES_NATS_URL: '' };
+    for (const args of [
+      ['qubes-prefs', 'default_netvm', ''],
+      ['qvm-create', '--class', 'StandaloneVM', '--label', 'red', '--property', 'memory=128', vm],
+      ['qvm-start', vm],
+    ]) {
+      expect(npx(args, tools)).toEqual({ status: 0, stderr: '' });
+    }
+    expect(spawnSync('npx', ['qvm-ls', '--running', '--raw-list'], { cwd: ROOT, env: tools, encoding: 'utf8' }).stdout.split('\n')).toContain(vm);
+    expect(npx(['qvm-shutdown', '--wait', '--timeout', '1', vm], tools)).toEqual({ status: 0, stderr: '' });
+    expect(npx(['qvm-remove', '--force', vm], tools)).toEqual({ status: 0, stderr: '' });
 
     const second = spawnSync('npm', ['start'], { cwd: ROOT, env, encoding: 'utf8', timeout: 60_000 });
     expect(second.status).not.toBe(0);
