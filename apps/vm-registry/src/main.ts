@@ -7,6 +7,11 @@ import { createRegistry } from './service';
 import path from 'node:path';
 import { workerValidator } from './validate-worker';
 
+// libvirt's binding runs each call on libuv's pool (4 threads by default), beside every file
+// operation: a few calls stuck on a hung QEMU monitor must not stall qubes.xml saves. The pool
+// is made on first use, after this line.
+process.env['UV_THREADPOOL_SIZE'] ??= '16';
+
 const dataDir = process.env['QUBES_DATA_DIR'] ?? '/var/lib/qubes';
 /** Built beside this bundle (tools/build.mjs bundles every src/*.worker.ts). */
 const validator = workerValidator(path.join(__dirname, 'xml-validation.worker.js'));

@@ -140,7 +140,7 @@ describe('the VM lifecycle on real QEMU domains', () => {
     expect(Object.fromEntries(await db.multiread('/'))).toMatchObject({
       '/name': name,
       '/type': 'StandaloneVM',
-      '/qubes-vm-type': 'StandaloneVM',
+      '/qubes-vm-type': 'AppVM',
       '/qubes-vm-updateable': 'True',
       '/qubes-vm-persistence': 'full',
       '/qubes-debug-mode': '1',
@@ -153,6 +153,7 @@ describe('the VM lifecycle on real QEMU domains', () => {
     });
     expect(ip).toMatch(/^10\.137\.0\.\d+$/);
     expect(await qubesdb.vm(net.name).read('/qubes-netvm-gateway')).toBe(netIp);
+    expect(await qubesdb.vm(net.name).read('/qubes-vm-type')).toBe('NetVM');
 
     // A netvm with a running client stays up unless forced.
     const refused = await rejectionOf(client.request(AdminVmShutdown, {}, { dest: net.name }));
@@ -168,9 +169,14 @@ describe('the VM lifecycle on real QEMU domains', () => {
     expect((await rejectionOf(qubesdb.vm(net.name).read('/name'))).code).toBe('QUBESDB_DISCONNECTED');
   });
 
-  it('sees a domain destroyed outside the registry: domain-stopped within a second, and the VM halted', async () => {
+  it('sees a domain started and destroyed outside the registry: domain-stopped within a second, and the VM halted', async () => {
     const { name } = await create('outside');
-    await client.request(AdminVmStart, {}, { dest: name });
+    const started = await subscribe(name);
+    virsh('start', name);
+    expect(names(await collectEvents(started, 1, 5_000))).toEqual(['domain-start']);
+    await started.stop();
+    expect(await state(name)).toBe('Running');
+    expect(await qubesdb.vm(name).read('/name')).toBe(name);
     const events = await subscribe(name);
     const destroyedAt = Date.now();
     virsh('destroy', name);
@@ -213,6 +219,10 @@ describe('the VM lifecycle on real QEMU domains', () => {
     // Someone else's domain now holds the name: still no second domain, and a clear error at creation too.
     virsh('define', writeDomain('squatter', name));
     expect((await rejectionOf(client.request(AdminVmStart, {}, { dest: name }))).code).toBe('DOMAIN_MISSING');
+    virsh('start', name); // the squatter runs: that is not the VM
+    await sleep(300);
+    expect(await state(name)).toBe('Halted');
+    virsh('destroy', name);
     const taken = await rejectionOf(client.request(AdminVmRemove, {}, { dest: name }).then(() => create('gone')));
     expect(taken.code).toBe('DOMAIN_CONFLICT');
     expect(defined(name)).toBe(1);

@@ -32,6 +32,20 @@ const STATES: readonly DomainState[] = [
 const CONNECTION_LOST =
   /client socket is closed|cannot recv data|cannot write data|end of file while reading|broken pipe|not connected|connection (closed|reset)|invalid connection|failed to connect socket|no connection driver/i;
 const NOT_FOUND = /domain not found|no domain with matching/i;
+/** A connection found closed before the request went out: nothing was done, trying again is safe. */
+const NOT_SENT = /client socket is closed|invalid connection|not connected/i;
+/** A libvirt call that has not answered by then never will (a QEMU monitor that hangs). */
+const CALL_TIMEOUT_MS = 60_000;
+
+/** `promise`, or `failure()` once `ms` have passed; the timer never holds the process. */
+function withTimeout<T>(promise: Promise<T>, ms: number, failure: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(failure()), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
 
 export function isConnectionLost(err: unknown): boolean {
   return CONNECTION_LOST.test(String((err as Error)?.message ?? err));
@@ -88,22 +102,34 @@ export class LibvirtHypervisor implements Hypervisor {
     return this.connection;
   }
 
-  /** Runs `op` on the connection, reconnecting once if it turns out to be gone. */
-  private async call<T>(what: string, op: (conn: LibvirtConnection) => Promise<T>): Promise<T> {
+  /**
+   * Runs `op` on the connection. A lost connection is dropped and a new one opened; a read
+   * (`retry`) is tried again on it, a change only when the old connection was found closed
+   * before the request went out: else it may have been done (a second domainCreate would fail
+   * as "already running").
+   */
+  private async call<T>(what: string, op: (conn: LibvirtConnection) => Promise<T>, options: { retry?: boolean; timeoutMs?: number } = {}): Promise<T> {
+    const { retry = false, timeoutMs = CALL_TIMEOUT_MS } = options;
     for (let attempt = 0; ; attempt++) {
       const conn = await this.connect();
       try {
-        return await op(conn);
+        return await withTimeout(op(conn), timeoutMs, () => new QubesError('VMM_ERROR', `libvirt did not ${what} within ${timeoutMs / 1000} s`));
       } catch (err) {
         if (err instanceof QubesError) throw err;
         if (isConnectionLost(err)) {
-          this.connection = null;
-          if (attempt === 0) continue;
+          this.dropConnection(conn);
+          if (attempt === 0 && (retry || NOT_SENT.test(String((err as Error).message)))) continue;
           throw new QubesError('VMM_UNREACHABLE', `libvirt at ${this.uri} went away during ${what}: ${(err as Error).message}`, { cause: err });
         }
         throw new QubesError('VMM_ERROR', `libvirt could not ${what}: ${(err as Error).message}`, { cause: err });
       }
     }
+  }
+
+  /** Forgets a connection found lost, closing it (the binding frees nothing by itself). */
+  private dropConnection(conn: LibvirtConnection): void {
+    this.connection = null;
+    conn.connectClose().catch(() => undefined);
   }
 
   private async domain(conn: LibvirtConnection, uuid: string): Promise<Domain> {
@@ -119,7 +145,15 @@ export class LibvirtHypervisor implements Hypervisor {
 
   private async info(conn: LibvirtConnection, domain: Domain): Promise<DomainInfo> {
     const [name, uuid, info] = await Promise.all([conn.domainGetName(domain), conn.domainGetUUIDString(domain), conn.domainGetInfo(domain)]);
-    return { name, uuid, state: STATES[info.state] ?? DomainState.NoState, memory: info.memory, vcpus: info.nrVirtCpu, cpuTime: info.cpuTime };
+    return {
+      name,
+      uuid,
+      state: STATES[info.state] ?? DomainState.NoState,
+      memory: info.memory,
+      maxMemory: info.maxMem,
+      vcpus: info.nrVirtCpu,
+      cpuTime: info.cpuTime,
+    };
   }
 
   define(xml: string, options: { newName?: string } = {}): Promise<DomainRef> {
@@ -174,14 +208,23 @@ export class LibvirtHypervisor implements Hypervisor {
         if (err instanceof QubesError && err.code === 'DOMAIN_MISSING') return null;
         throw err;
       }
-    });
+    }, { retry: true });
   }
 
   list(): Promise<DomainInfo[]> {
     return this.call('list domains', async (conn) => {
       const domains = await conn.connectListAllDomains();
-      return Promise.all(domains.map((d: Domain) => this.info(conn, d)));
-    });
+      // A domain undefined between the listing and its reading is simply no longer there.
+      const infos = await Promise.all(
+        domains.map((d: Domain) =>
+          this.info(conn, d).catch((err: unknown) => {
+            if (NOT_FOUND.test(String((err as Error).message))) return null;
+            throw err;
+          }),
+        ),
+      );
+      return infos.filter((info): info is DomainInfo => info !== null);
+    }, { retry: true });
   }
 
   private act(what: string, uuid: string, op: (conn: LibvirtConnection, domain: Domain) => Promise<void>): Promise<void> {
@@ -243,7 +286,7 @@ export class LibvirtHypervisor implements Hypervisor {
   }
 
   xml(uuid: string): Promise<string> {
-    return this.call('read a domain', async (conn) => conn.domainGetXMLDesc(await this.domain(conn, uuid)));
+    return this.call('read a domain', async (conn) => conn.domainGetXMLDesc(await this.domain(conn, uuid)), { retry: true });
   }
 
   /** Memory and CPU of the host, through libvirt (the seed's move away from xenstore). */
@@ -264,7 +307,7 @@ export class LibvirtHypervisor implements Hypervisor {
         memoryFree: Number.isFinite(free) ? free : 0,
         cpuUsage: usage === null ? null : Math.round(usage * 10) / 10,
       };
-    });
+    }, { retry: true });
   }
 
   private async virsh(...args: string[]): Promise<string> {
@@ -312,38 +355,55 @@ export function parseEventLine(line: string): LifecycleEvent | null {
  */
 function watchLifecycle(uri: string, onEvent: (event: LifecycleEvent) => void, onResync: () => void): { stop(): Promise<void> } {
   let child: ChildProcess | undefined;
+  let running: Promise<void> = Promise.resolve();
   let stopped = false;
   let delay = 250;
-  let timer: NodeJS.Timeout | undefined;
+  const timers = new Set<NodeJS.Timeout>();
+  const later = (ms: number, what: () => void): void => {
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      what();
+    }, ms);
+    timers.add(timer);
+  };
   const run = (first: boolean): void => {
     if (stopped) return;
     const startedAt = Date.now();
-    child = spawn(requireBinary('virsh', 'to watch libvirt events'), ['-c', uri, 'event', '--all', '--loop', '--timestamp'], {
+    const monitor = spawn(requireBinary('virsh', 'to watch libvirt events'), ['-c', uri, 'event', '--all', '--loop', '--timestamp'], {
       stdio: ['ignore', 'pipe', 'ignore'],
     });
-    createInterface({ input: child.stdout! }).on('line', (line) => {
+    child = monitor;
+    createInterface({ input: monitor.stdout! }).on('line', (line) => {
       const event = parseEventLine(line);
       if (event !== null) onEvent(event);
     });
-    child.once('spawn', () => {
+    monitor.once('spawn', () => {
       if (!first) onResync();
+      // virsh says nothing once it listens: what changed before then is read again a little later.
+      later(1_000, () => !stopped && monitor.exitCode === null && onResync());
     });
-    child.once('exit', () => {
-      if (stopped) return;
-      delay = Date.now() - startedAt > 10_000 ? 250 : Math.min(delay * 2, 5_000);
-      timer = setTimeout(() => run(false), delay);
+    running = new Promise<void>((resolve) => {
+      let ended = false;
+      const end = (): void => {
+        if (ended) return;
+        ended = true;
+        resolve();
+        if (stopped) return;
+        delay = Date.now() - startedAt > 10_000 ? 250 : Math.min(delay * 2, 5_000);
+        later(delay, () => run(false));
+      };
+      monitor.once('exit', end);
+      monitor.once('error', end); // could not be spawned at all
     });
   };
   run(true);
   return {
     async stop() {
       stopped = true;
-      if (timer !== undefined) clearTimeout(timer);
-      if (child !== undefined && child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((resolve) => child!.once('exit', resolve));
-        child.kill('SIGTERM');
-        await exited;
-      }
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+      child?.kill('SIGTERM');
+      await running;
     },
   };
 }

@@ -25,8 +25,10 @@ export interface DomainRef {
 
 export interface DomainInfo extends DomainRef {
   readonly state: DomainState;
-  /** KiB */
+  /** KiB it has now. */
   readonly memory: number;
+  /** KiB it may grow to. */
+  readonly maxMemory: number;
   readonly vcpus: number;
   /** Nanoseconds of CPU time used since the domain started. */
   readonly cpuTime: number;

@@ -118,6 +118,7 @@ export function registerVmHandlers(router: Router, registry: Registry): void {
 
   router.serve(AdminVmRemove, async ({ payload }, ctx) => {
     const vm = destOf(ctx);
+    await registry.lifecycle.checkHalted(vm);
     let uuid = '';
     await registry.write(ctx, (app) => {
       const d = app.domain(vm);

@@ -21,18 +21,21 @@ function installation(): QubesApp {
   return app;
 }
 
+const kvm = { flavor: DomainFlavor.Kvm };
+
 describe('QubesDB entries (create_qdb_entries)', () => {
   it('gives a networked AppVM its name, type, persistence, address, gateway and DNS', () => {
     const app = installation();
     app.setFeature('work', 'service.cups', '1');
     app.setFeature('work', 'service.meminfo-writer', '');
-    const entries = Object.fromEntries(qubesDbEntries(app, 'work'));
+    const entries = Object.fromEntries(qubesDbEntries(app, 'work', kvm));
     const ip = app.value('work', 'ip') as string;
     expect(ip).toBe(`10.137.0.${app.qidOf('work')}`);
     expect(entries).toMatchObject({
       '/name': 'work',
       '/type': 'AppVM',
       '/qubes-vm-type': 'AppVM',
+      '/qubes-random-seed': expect.stringMatching(/^[A-Za-z0-9+/]{86}==$/),
       '/qubes-vm-updateable': 'False',
       '/qubes-vm-persistence': 'rw-only',
       '/qubes-base-template': 'fedora-40',
@@ -47,16 +50,38 @@ describe('QubesDB entries (create_qdb_entries)', () => {
       '/qubes-service/meminfo-writer': '0',
     });
     expect(entries['/qubes-netvm-gateway']).toBeUndefined();
+    expect(qubesDbEntries(app, 'work', kvm).get('/qubes-random-seed')).not.toBe(entries['/qubes-random-seed']);
+  });
+
+  it('tells the agent the Qubes 3 type it chooses its services by: NetVM, ProxyVM, TemplateVM, AppVM', () => {
+    const app = installation();
+    app.createDomain(VmClass.AppVM, { name: 'sys-firewall', label: 'green', properties: { provides_network: true, netvm: 'sys-net' } });
+    app.createDomain(VmClass.StandaloneVM, { name: 'standalone', label: 'green' });
+    const type = (vm: string): string | undefined => qubesDbEntries(app, vm, kvm).get('/qubes-vm-type');
+    expect(['sys-net', 'sys-firewall', 'fedora-40', 'work', 'standalone'].map(type)).toEqual(['NetVM', 'ProxyVM', 'TemplateVM', 'AppVM', 'AppVM']);
+    expect(qubesDbEntries(app, 'standalone', kvm).get('/type')).toBe('StandaloneVM');
+  });
+
+  it('lets a VM whose memory Xen balances report it (meminfo-writer), unless its feature says no', () => {
+    const app = installation();
+    const xen = { flavor: DomainFlavor.Xen };
+    expect(qubesDbEntries(app, 'work', xen).get('/qubes-service/meminfo-writer')).toBe('1');
+    expect(qubesDbEntries(app, 'work', kvm).get('/qubes-service/meminfo-writer')).toBeUndefined();
+    app.setProperty('work', 'maxmem', 0);
+    expect(qubesDbEntries(app, 'work', xen).get('/qubes-service/meminfo-writer')).toBeUndefined();
+    app.setProperty('work', 'maxmem', 4000);
+    app.setFeature('work', 'service.meminfo-writer', '');
+    expect(qubesDbEntries(app, 'work', xen).get('/qubes-service/meminfo-writer')).toBe('0');
   });
 
   it('gives a netvm what its clients need, and a VM without network no address at all', () => {
     const app = installation();
-    const net = Object.fromEntries(qubesDbEntries(app, 'sys-net'));
+    const net = Object.fromEntries(qubesDbEntries(app, 'sys-net', kvm));
     expect(net).toMatchObject({ '/qubes-netvm-gateway': app.value('sys-net', 'ip'), '/qubes-netvm-netmask': '255.255.255.255', '/qubes-netvm-primary-dns': '10.139.1.1' });
     expect(net['/qubes-ip']).toBeUndefined(); // it has no netvm of its own
-    const vault = Object.fromEntries(qubesDbEntries(app, 'vault'));
+    const vault = Object.fromEntries(qubesDbEntries(app, 'vault', kvm));
     expect(Object.keys(vault).filter((k) => /ip|gateway|dns/.test(k))).toEqual([]);
-    expect(Object.fromEntries(qubesDbEntries(app, 'fedora-40'))).toMatchObject({ '/qubes-vm-updateable': 'True', '/qubes-vm-persistence': 'full', '/qubes-base-template': '' });
+    expect(Object.fromEntries(qubesDbEntries(app, 'fedora-40', kvm))).toMatchObject({ '/qubes-vm-updateable': 'True', '/qubes-vm-persistence': 'full', '/qubes-base-template': '' });
   });
 });
 

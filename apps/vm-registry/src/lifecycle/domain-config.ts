@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { QUBESDB_BUCKET, QubesError, VmClass, type DiskInfo } from '@qubes-bus/contracts';
@@ -62,8 +63,20 @@ export function domainSpec(app: QubesApp, vm: string, options: DomainConfigOptio
 /** A Qubes feature's truth: an empty value is false (qubes/features.py). */
 const truthy = (value: string): boolean => value !== '';
 
+/**
+ * The VM type of Qubes 3 that agents still read to choose their services (qubes/ext/
+ * r3compatibility.py): a netvm is NetVM, or ProxyVM when it has a netvm of its own.
+ */
+function r3VmType(app: QubesApp, vm: string): string {
+  const klass = app.domain(vm).klass;
+  if (klass === VmClass.TemplateVM) return 'TemplateVM';
+  if (app.value(vm, 'provides_network') === true) return app.value(vm, 'netvm') === null ? 'NetVM' : 'ProxyVM';
+  if (klass === VmClass.DispVM) return 'DisposableVM';
+  return 'AppVM';
+}
+
 /** The keys a VM's QubesDB starts with (qubes/vm/qubesvm.py create_qdb_entries). */
-export function qubesDbEntries(app: QubesApp, vm: string): Map<string, string> {
+export function qubesDbEntries(app: QubesApp, vm: string, options: { flavor: DomainFlavor }): Map<string, string> {
   const d = app.domain(vm);
   const value = <T>(property: string): T => app.value(vm, property) as T;
   const has = (property: string): boolean => app.propertyNames(vm).includes(property);
@@ -71,7 +84,7 @@ export function qubesDbEntries(app: QubesApp, vm: string): Map<string, string> {
   const entries = new Map<string, string>([
     ['/name', vm],
     ['/type', d.klass],
-    ['/qubes-vm-type', d.klass],
+    ['/qubes-vm-type', r3VmType(app, vm)],
     ['/default-user', value<string>('default_user')],
     ['/qubes-vm-updateable', updateable ? 'True' : 'False'],
     ['/qubes-vm-persistence', d.klass === VmClass.DispVM ? 'none' : updateable ? 'full' : 'rw-only'],
@@ -81,6 +94,8 @@ export function qubesDbEntries(app: QubesApp, vm: string): Map<string, string> {
     ['/keyboard-layout', value<string>('keyboard_layout')],
     ['/qubes-block-devices', ''],
     ['/qubes-usb-devices', ''],
+    // Entropy for the guest's first random numbers, new for every run.
+    ['/qubes-random-seed', randomBytes(64).toString('base64')],
   ]);
   const ip = value<string | null>('ip');
   if (value<boolean>('provides_network') && ip !== null) {
@@ -100,6 +115,8 @@ export function qubesDbEntries(app: QubesApp, vm: string): Map<string, string> {
     entries.set('/qubes-secondary-dns', DNS[1]);
     entries.set('/qubes-mac', value<string>('mac'));
   }
+  // Memory balancing (qmemman) is Xen's: the VM reports its memory for it when it may grow.
+  if (options.flavor === DomainFlavor.Xen && value<number>('maxmem') > 0) entries.set('/qubes-service/meminfo-writer', '1');
   for (const [feature, featureValue] of d.features) {
     const key = `/qubes-service/${feature.slice('service.'.length)}`;
     // A service name too long for a QubesDB path could never be read by the VM either.

@@ -24,7 +24,7 @@ import {
   type HostInfoReply,
   type RequestInputOf,
 } from '@qubes-bus/contracts';
-import { buildDomainXml, DomainState, type DomainFlavor, type Hypervisor, type LifecycleEvent } from '@qubes-bus/hypervisor';
+import { buildDomainXml, DomainState, type DomainFlavor, type DomainInfo, type Hypervisor, type LifecycleEvent } from '@qubes-bus/hypervisor';
 import type { Logger } from '@qubes-bus/log';
 import type { QubesApp } from '@qubes-bus/qubes-model';
 import type { QubesDb } from '@qubes-bus/qubesdb';
@@ -69,6 +69,12 @@ function powerOf(state: DomainState): PowerState {
 }
 
 const HOOK_TIMEOUT_MS = 60_000;
+/** How often the states are compared with libvirt's, in case an event was lost. */
+const RECONCILE_MS = 10_000;
+/** How long a stopping registry waits for starts and clean-ups in progress. */
+const DETACH_PATIENCE_MS = 15_000;
+/** How long a kill waits for the domain to be gone and its run cleaned up. */
+const KILL_PATIENCE_MS = 30_000;
 /** How often a wait for a stop looks at libvirt itself, in case its event was missed. */
 const STOP_POLL_MS = 500;
 
@@ -95,6 +101,10 @@ export class Lifecycle implements PowerStates {
   private readonly seen = new Set<string>();
   private synced = false;
   private syncing: Promise<void> | null = null;
+  private syncAgain = false;
+  private reconciler: NodeJS.Timeout | undefined;
+  /** The reconciliation of each VM in progress, chained: one at a time per VM. */
+  private readonly reconciling = new Map<string, Promise<void>>();
   private watcher: { stop(): Promise<void> } | null = null;
   private readonly log: Logger;
 
@@ -126,29 +136,47 @@ export class Lifecycle implements PowerStates {
     return state;
   }
 
-  /** Watches libvirt's events and reads every domain's state once. */
+  /** Watches libvirt's events and reads every domain's state once, then every RECONCILE_MS. */
   async attach(): Promise<void> {
     this.watcher = this.hv.watch(
       (event) => this.observe(event),
       () => void this.sync(false),
     );
     await this.sync(true);
+    if (this.online) {
+      this.reconciler = setInterval(() => void this.sync(false), RECONCILE_MS);
+      this.reconciler.unref();
+    }
   }
 
   async detach(): Promise<void> {
+    if (this.reconciler !== undefined) clearInterval(this.reconciler);
     await this.watcher?.stop();
     this.watcher = null;
-    await Promise.allSettled([...this.starting.values(), ...this.stopping.values()]);
+    // A libvirt call that hangs must not hold the registry's exit for ever.
+    const work = Promise.allSettled([...this.starting.values(), ...this.stopping.values(), ...this.reconciling.values()]);
+    await Promise.race([work, sleep(DETACH_PATIENCE_MS, undefined, { ref: false })]);
     await this.hv.close();
   }
 
   /**
    * Brings the states in line with libvirt: at start-up (a VM whose QubesDB is open was running
-   * when we last knew), and after the event monitor restarted (events may have been missed).
+   * when we last knew), after the event monitor (re)started (events may have been missed), and
+   * every RECONCILE_MS. One at a time; one asked for meanwhile runs after it.
    */
   sync(initial: boolean): Promise<void> {
     if (!this.online) return Promise.resolve();
-    this.syncing ??= this.resync(initial).finally(() => (this.syncing = null));
+    if (this.syncing !== null) {
+      this.syncAgain = true;
+      return this.syncing;
+    }
+    this.syncing = (async () => {
+      await this.resync(initial);
+      while (this.syncAgain) {
+        this.syncAgain = false;
+        await this.resync(false);
+      }
+    })().finally(() => (this.syncing = null));
     return this.syncing;
   }
 
@@ -162,58 +190,79 @@ export class Lifecycle implements PowerStates {
     }
     const byUuid = new Map(domains.map((d) => [d.uuid, d]));
     for (const d of domains) this.seen.add(d.uuid);
-    const open = initial && this.options.qubesdb !== null ? new Set(await this.options.qubesdb.connectedVms().catch(() => [])) : new Set<string>();
     const app = this.app;
+    if (initial) {
+      // What we knew when we last ran: a VM whose QubesDB is open was running.
+      const open = new Set(this.options.qubesdb === null ? [] : await this.options.qubesdb.connectedVms().catch(() => []));
+      for (const vm of open) if (app.exists(vm) && !this.states.has(vm)) this.states.set(vm, PowerState.Running);
+    }
+    const differing: string[] = [];
     for (const [vm, d] of app.domains) {
-      if (d.klass === VmClass.AdminVM || this.starting.has(vm)) continue;
+      if (d.klass === VmClass.AdminVM) continue;
       const info = byUuid.get(app.value(vm, 'uuid') as string);
       const observed = info === undefined ? PowerState.Halted : powerOf(info.state);
-      const known = initial ? (open.has(vm) ? PowerState.Running : PowerState.Halted) : (this.states.get(vm) ?? PowerState.Halted);
-      if (observed === known) {
-        this.states.set(vm, observed);
-        continue;
-      }
-      if (observed === PowerState.Halted) {
-        this.states.set(vm, known);
-        this.stopped(vm, 'unknown');
-      } else if (known === PowerState.Halted) {
-        await this.started(vm, this.log);
-        if (observed === PowerState.Paused) this.transition(vm, PowerState.Paused, DomainPaused);
-      } else {
-        this.transition(vm, observed, observed === PowerState.Paused ? DomainPaused : known === PowerState.Paused ? DomainUnpaused : null);
-      }
+      if (observed !== (this.states.get(vm) ?? PowerState.Halted)) differing.push(vm);
     }
     this.synced = true;
+    // The listing is a snapshot: each VM that differs is looked at again, alone, before acting.
+    await Promise.all(differing.map((vm) => this.reconcile(vm, null)));
   }
 
-  /** One lifecycle event from libvirt. Domains are named after their VMs. */
+  /** One lifecycle event from libvirt: a sign that the domain of the VM of that name changed. */
   private observe(event: LifecycleEvent): void {
     const vm = event.domain;
     if (!this.app.exists(vm) || this.app.domain(vm).klass === VmClass.AdminVM) return;
-    switch (event.kind) {
-      case 'started':
-        if (!this.starting.has(vm) && this.states.get(vm) !== PowerState.Running) void this.started(vm, this.log);
-        return;
-      case 'suspended':
-        if (this.states.get(vm) === PowerState.Running) this.transition(vm, PowerState.Paused, DomainPaused);
-        return;
-      case 'resumed':
-        // libvirt also reports a resume as part of a start: only a paused VM is unpaused.
-        if (this.states.get(vm) === PowerState.Paused) this.transition(vm, PowerState.Running, DomainUnpaused);
-        return;
-      case 'pmsuspended':
-        this.transition(vm, PowerState.Suspended, null);
-        return;
-      case 'stopped':
-      case 'crashed':
-        this.stopped(vm, event.detail.toLowerCase() || event.kind);
-        return;
-      case 'undefined':
-        this.log.info({ vm }, 'the libvirt domain of a VM was removed');
-        return;
-      default:
-        return; // defined (our own redefinitions), shutdown (the guest agreed; 'stopped' follows)
+    // Our own redefinitions; a guest's 'shutdown' is followed by 'stopped', which says why.
+    if (event.kind === 'defined' || event.kind === 'shutdown') return;
+    if (event.kind === 'undefined') {
+      this.log.info({ vm }, 'the libvirt domain of a VM was removed');
+      return;
     }
+    void this.reconcile(vm, event);
+  }
+
+  /**
+   * Looks at the VM's domain (by UUID: a domain of another UUID that took the name is not the
+   * VM's) and makes the VM's state what libvirt says, announcing the change. An event only says
+   * when to look: one that arrives late (a stop of the previous run, seen after a new start)
+   * finds the domain running and changes nothing. One VM at a time; a start in progress owns
+   * the VM's state until it is done.
+   */
+  private reconcile(vm: string, event: LifecycleEvent | null): Promise<void> {
+    const previous = this.reconciling.get(vm) ?? Promise.resolve();
+    const next = previous.then(async () => {
+      await this.stopping.get(vm);
+      if (this.starting.has(vm) || !this.app.exists(vm)) return;
+      let info: DomainInfo | null;
+      try {
+        info = await this.hv.lookup(this.uuidOf(vm));
+      } catch (err) {
+        this.log.warn({ err, vm }, 'cannot read the state of a VM from libvirt');
+        return;
+      }
+      if (this.starting.has(vm) || !this.app.exists(vm)) return;
+      const observed = info === null ? PowerState.Halted : powerOf(info.state);
+      const known = this.states.get(vm) ?? PowerState.Halted;
+      if (observed === known) return;
+      if (observed === PowerState.Halted || observed === PowerState.Crashed) {
+        const stopEvent = event !== null && (event.kind === 'stopped' || event.kind === 'crashed');
+        this.stopped(vm, stopEvent ? event.detail.toLowerCase() || event.kind : 'unknown');
+      } else if (known === PowerState.Halted) {
+        await this.started(vm, this.log); // started outside the registry (virsh start)
+        if (observed === PowerState.Paused) this.transition(vm, PowerState.Paused, DomainPaused);
+      } else if (observed === PowerState.Paused) {
+        this.transition(vm, PowerState.Paused, DomainPaused);
+      } else if (known === PowerState.Paused && observed === PowerState.Running) {
+        this.transition(vm, PowerState.Running, DomainUnpaused);
+      } else {
+        this.transition(vm, observed, null); // suspended to memory and back, or NA
+      }
+    });
+    const settled = next.finally(() => {
+      if (this.reconciling.get(vm) === settled) this.reconciling.delete(vm);
+    });
+    this.reconciling.set(vm, settled);
+    return settled;
   }
 
   /** A change of state, announced by `event` (an event without fields) unless it is no change. */
@@ -264,7 +313,8 @@ export class Lifecycle implements PowerStates {
     const qubesdb = this.options.qubesdb;
     if (qubesdb === null) return;
     const uuid = this.app.value(vm, 'uuid') as string;
-    await qubesdb.connect(vm, { uuid, since: new Date().toISOString() }, qubesDbEntries(this.app, vm));
+    const flavor = await this.hv.domainFlavor();
+    await qubesdb.connect(vm, { uuid, since: new Date().toISOString() }, qubesDbEntries(this.app, vm, { flavor }));
     log.debug({ vm }, 'QubesDB written');
   }
 
@@ -306,15 +356,25 @@ export class Lifecycle implements PowerStates {
   }
 
   private async doStart(vm: string, log: Logger): Promise<void> {
+    await this.reconciling.get(vm);
     await this.stopping.get(vm); // the clean-up of the previous run comes first
     const uuid = this.uuidOf(vm);
     const info = await this.hv.lookup(uuid);
     if (info === null && this.seen.has(uuid)) {
       throw new QubesError('DOMAIN_MISSING', `the libvirt domain of ${vm} (${uuid}) was removed outside qubes-bus; it is not made anew behind your back`, { details: { vm, uuid } });
     }
+    const known = this.states.get(vm) ?? PowerState.Halted;
     if (info !== null && info.state !== DomainState.ShutOff && info.state !== DomainState.Crashed) {
-      this.states.set(vm, powerOf(info.state)); // it runs already: nothing to do (Qubes too)
+      // It runs already: nothing to do (Qubes too), but to take note if that is news.
+      if (known === PowerState.Halted) await this.started(vm, log);
+      else this.states.set(vm, powerOf(info.state));
       return;
+    }
+    if (known !== PowerState.Halted) {
+      // Its stop was missed (an event lost while the monitor restarted): that run ends first,
+      // so that its late clean-up cannot fall on the new one.
+      this.stopped(vm, 'unknown');
+      await this.stopping.get(vm);
     }
     const netvm = this.app.value(vm, 'netvm') as string | null;
     if (netvm !== null && this.state(netvm, this.app.domain(netvm).klass) !== PowerState.Running) {
@@ -378,11 +438,16 @@ export class Lifecycle implements PowerStates {
       await this.hv.shutdown(this.uuidOf(vm));
     } catch (err) {
       this.halting.delete(vm);
+      halted?.cancel();
       throw err;
     }
-    if (halted === null) return;
     const timeoutS = this.app.value(vm, 'shutdown_timeout') as number;
-    if (await halted(timeoutS * 1000)) return;
+    if (halted === null) {
+      // Halting until it halts, or until its time is up and it plainly did not listen.
+      setTimeout(() => this.halting.delete(vm), timeoutS * 1000).unref();
+      return;
+    }
+    if (await halted.wait(timeoutS * 1000)) return;
     log.warn({ vm, timeoutS }, 'the VM did not shut down in time: killing it');
     await this.kill(vm, log);
   }
@@ -391,9 +456,16 @@ export class Lifecycle implements PowerStates {
     this.checkManaged(vm);
     if ((await this.liveState(vm)) === PowerState.Halted) throw notRunning(vm);
     const halted = this.whenHalted(vm);
-    await this.hv.destroy(this.uuidOf(vm));
+    try {
+      await this.hv.destroy(this.uuidOf(vm));
+    } catch (err) {
+      halted.cancel();
+      throw err;
+    }
     // Answered once the stop is handled (QubesDB gone, hooks run), as Qubes' kill does.
-    await halted(30_000);
+    if (!(await halted.wait(KILL_PATIENCE_MS))) {
+      throw new QubesError('VMM_ERROR', `libvirt destroyed ${vm}, but it did not stop within ${KILL_PATIENCE_MS / 1000} s`, { details: { vm } });
+    }
   }
 
   async pause(vm: string, _log: Logger): Promise<void> {
@@ -420,7 +492,7 @@ export class Lifecycle implements PowerStates {
     if (!this.online) return { power_state: PowerState.Halted, ...halted };
     const info = await this.hv.lookup(this.uuidOf(vm));
     if (info === null || info.state === DomainState.ShutOff) return { power_state: this.state(vm, d.klass) === PowerState.Transient ? PowerState.Transient : PowerState.Halted, ...halted };
-    return { power_state: this.state(vm, d.klass), mem: info.memory, mem_static_max: info.memory, cputime: info.cpuTime };
+    return { power_state: this.state(vm, d.klass), mem: info.memory, mem_static_max: info.maxMemory, cputime: info.cpuTime };
   }
 
   async hostInfo(): Promise<HostInfoReply> {
@@ -440,32 +512,40 @@ export class Lifecycle implements PowerStates {
 
   /**
    * A wait for the VM to be halted and cleaned up, armed now (before the call that stops it):
-   * true once it is, false after `timeoutMs`. libvirt is asked too, in case its event was lost.
+   * `wait` is true once it is, false after `timeoutMs`; libvirt is asked too, in case its event
+   * was lost. `cancel` when the call failed and there is nothing to wait for.
    */
-  private whenHalted(vm: string): (timeoutMs: number) => Promise<boolean> {
+  private whenHalted(vm: string): { wait(timeoutMs: number): Promise<boolean>; cancel(): void } {
     let wake!: () => void;
-    const done = new Promise<void>((resolve) => (wake = resolve));
+    let finished = false;
+    const done = new Promise<void>((resolve) => (wake = resolve)).then(() => {
+      finished = true;
+    });
     this.stopWaiters.set(vm, [...(this.stopWaiters.get(vm) ?? []), wake]);
-    return async (timeoutMs) => {
-      const deadline = Date.now() + timeoutMs;
-      let finished = false;
-      void done.then(() => (finished = true));
-      try {
-        while (!finished && Date.now() < deadline) {
-          await Promise.race([done, sleep(Math.min(STOP_POLL_MS, Math.max(0, deadline - Date.now())))]);
-          if (finished) break;
-          if ((await this.liveState(vm).catch(() => null)) === PowerState.Halted) {
-            this.stopped(vm, 'unknown');
-            await this.stopping.get(vm);
-            return true;
+    const cancel = (): void => {
+      const rest = (this.stopWaiters.get(vm) ?? []).filter((w) => w !== wake);
+      if (rest.length > 0) this.stopWaiters.set(vm, rest);
+      else this.stopWaiters.delete(vm);
+    };
+    return {
+      cancel,
+      wait: async (timeoutMs) => {
+        const deadline = Date.now() + timeoutMs;
+        try {
+          while (!finished && Date.now() < deadline) {
+            await Promise.race([done, sleep(Math.min(STOP_POLL_MS, Math.max(0, deadline - Date.now())))]);
+            if (finished) break;
+            if ((await this.liveState(vm).catch(() => null)) === PowerState.Halted) {
+              this.stopped(vm, 'unknown');
+              await this.stopping.get(vm);
+              return true;
+            }
           }
+          return finished;
+        } finally {
+          cancel();
         }
-        return finished;
-      } finally {
-        const rest = (this.stopWaiters.get(vm) ?? []).filter((w) => w !== wake);
-        if (rest.length > 0) this.stopWaiters.set(vm, rest);
-        else this.stopWaiters.delete(vm);
-      }
+      },
     };
   }
 
@@ -480,6 +560,18 @@ export class Lifecycle implements PowerStates {
     const { uuid } = await this.hv.define(xml, { newName: vm });
     this.seen.add(uuid);
     return uuid;
+  }
+
+  /**
+   * Before a VM is removed: its last run cleaned up, and libvirt itself says its domain is not
+   * running (the state we keep could miss a start made outside; undefine would kill it).
+   */
+  async checkHalted(vm: string): Promise<void> {
+    if (!this.online || this.app.domain(vm).klass === VmClass.AdminVM) return;
+    await this.stopping.get(vm);
+    if ((await this.liveState(vm)) !== PowerState.Halted || this.starting.has(vm)) {
+      throw new QubesError('VM_RUNNING', `${vm} is running; shut it down first`, { details: { vm } });
+    }
   }
 
   /** Removes a removed VM's domain; offline there is none to remove. */
@@ -512,5 +604,6 @@ function notRunning(vm: string): QubesError {
 
 function hookFailure(vm: string, what: string, err: unknown): QubesError {
   const reason = (err as Error).message;
-  return new QubesError('VM_START_FAILED', `${vm} cannot start: the ${what} service refused: ${reason}`, { details: { vm, service: what }, cause: err });
+  const how = isQubesError(err) && err.code === 'TIMEOUT' ? 'did not answer in time' : 'refused';
+  return new QubesError('VM_START_FAILED', `${vm} cannot start: the ${what} service ${how}: ${reason}`, { details: { vm, service: what }, cause: err });
 }
