@@ -54,20 +54,16 @@ function pidAlive(pid) {
   }
 }
 
-// --- npm packages --------------------------------------------------------------------------
 const installedMarker = path.join(root, 'node_modules/.package-lock.json');
 const lock = path.join(root, 'package-lock.json');
-if (!existsSync(installedMarker) || statSync(lock).mtimeMs > statSync(installedMarker).mtimeMs) {
-  say('installing npm packages (npm ci)...');
-  const npm = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
-  if (npm.status !== 0) fatal('npm ci failed; see the messages above');
-}
+const needsNpmCi = !existsSync(installedMarker) || statSync(lock).mtimeMs > statSync(installedMarker).mtimeMs;
 
 // --- Debian packages -----------------------------------------------------------------------
 const packages = JSON.parse(readFileSync(path.join(root, 'libs/daemons/debian-packages.json'), 'utf8'));
 const searchDirs = [...(process.env.PATH ?? '').split(path.delimiter), '/usr/sbin', '/sbin', '/usr/local/sbin'];
+// A key that is an absolute path names a file (a header) rather than a program.
 const has = (program) =>
-  searchDirs.some((dir) => {
+  path.isAbsolute(program) ? existsSync(program) : searchDirs.some((dir) => {
     try {
       accessSync(path.join(dir, program), constants.X_OK);
       return dir !== '';
@@ -75,9 +71,11 @@ const has = (program) =>
       return false;
     }
   });
-// nats-server always; libvirt, QEMU and tini for real VMs unless LIBVIRT_URI names a libvirtd
-// elsewhere. The tests need all of them.
-const wanted = ['nats-server'];
+// Before npm ci: it compiles @unraid/libvirt against libvirt's headers. Then nats-server always;
+// libvirt, QEMU and tini for real VMs unless LIBVIRT_URI names a libvirtd elsewhere. The tests
+// need all of them.
+const required = [...(needsNpmCi ? ['make', 'g++', 'pkg-config', '/usr/include/libvirt/libvirt.h'] : []), 'nats-server'];
+const wanted = [...required];
 if (prepareOnly || !process.env.LIBVIRT_URI) wanted.push('libvirtd', 'virtlogd', 'virsh', 'virt-xml-validate', 'xmllint', 'tini', 'qemu-system-x86_64');
 const missing = wanted.filter((program) => !has(program));
 if (missing.length > 0) {
@@ -91,11 +89,18 @@ if (missing.length > 0) {
     if (run(['apt-get', 'update', '-q']).status !== 0 || run(['apt-get', 'install', '-y', '-q', '--no-install-recommends', ...debs]).status !== 0) {
       fatal(`could not install ${debs.join(' ')}; install them with: sudo apt-get install -y ${debs.join(' ')}`);
     }
-  } else if (missing.includes('nats-server')) {
+  } else if (missing.some((program) => required.includes(program))) {
     fatal(`missing ${missing.join(', ')}: install them with: sudo apt-get install -y ${debs.join(' ')}`);
   } else {
     say(`warning: missing ${missing.join(', ')}, so no VM can run; install them with: sudo apt-get install -y ${debs.join(' ')}`);
   }
+}
+
+// --- npm packages --------------------------------------------------------------------------
+if (needsNpmCi) {
+  say('installing npm packages (npm ci)...');
+  const npm = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+  if (npm.status !== 0) fatal('npm ci failed; see the messages above');
 }
 
 // --- build ---------------------------------------------------------------------------------

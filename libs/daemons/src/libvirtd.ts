@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -202,6 +202,7 @@ async function launchQemuDaemon(sharedDir: string, uri: string): Promise<void> {
     await waitFor('virtlogd', async () => ((await canConnect(VIRTLOGD_SOCKET)) ? true : undefined));
   }
 
+  openKvmToItsGroup();
   const conf = path.join(sharedDir, 'libvirtd.conf');
   writeFileSync(conf, daemonConfig(sharedDir));
   const pid = spawnDetached(
@@ -219,6 +220,35 @@ async function launchQemuDaemon(sharedDir: string, uri: string): Promise<void> {
     },
     { timeoutMs: 90_000, intervalMs: 100 },
   );
+}
+
+/**
+ * A host without udev (a container, a bare VM image) leaves /dev/kvm as the kernel made it: root
+ * only. libvirt's QEMU probe still finds KVM, but QEMU runs as an unprivileged user (libvirt-qemu,
+ * in group kvm) who cannot open it, and libvirt then throws its capability cache away and probes
+ * QEMU again (~6 s) on every call that needs it, defining a domain included. Give the device the
+ * group and mode udev's default rule gives it, as a Debian host with udev has it. Nothing changes
+ * where udev (or an administrator) already set it, or where there is no kvm group.
+ */
+export function openKvmToItsGroup(device = '/dev/kvm', groupFile = '/etc/group'): boolean {
+  let stat;
+  try {
+    stat = statSync(device);
+  } catch {
+    return false;
+  }
+  if (!stat.isCharacterDevice() || stat.uid !== 0 || (stat.mode & 0o077) !== 0) return false;
+  let gid: number | undefined;
+  try {
+    const line = readFileSync(groupFile, 'utf8').split('\n').find((entry) => entry.startsWith('kvm:'));
+    gid = line === undefined ? undefined : Number(line.split(':')[2]);
+  } catch {
+    return false;
+  }
+  if (gid === undefined || !Number.isInteger(gid)) return false;
+  chownSync(device, 0, gid);
+  chmodSync(device, 0o660);
+  return true;
 }
 
 function spawnDetached(binary: string, args: string[], logPath: string): number {
