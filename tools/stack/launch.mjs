@@ -77,6 +77,8 @@ const has = (program) =>
 const required = [...(needsNpmCi ? ['make', 'g++', 'pkg-config', '/usr/include/libvirt/libvirt.h'] : []), 'nats-server'];
 const wanted = [...required];
 if (prepareOnly || !process.env.LIBVIRT_URI) wanted.push('libvirtd', 'virtlogd', 'virsh', 'virt-xml-validate', 'xmllint', 'tini', 'qemu-system-x86_64');
+// The storage tests make xfs and btrfs filesystems (reflinks) on loop devices.
+if (prepareOnly) wanted.push('mkfs.xfs', 'mkfs.btrfs');
 const missing = wanted.filter((program) => !has(program));
 if (missing.length > 0) {
   const debs = [...new Set(missing.map((program) => packages[program]))];

@@ -199,6 +199,86 @@ export const ERROR_CATALOG = {
     kind: ErrorKind.User,
     summary: 'qubes.xml cannot be parsed; it is left untouched and the position of the fault is given.',
   },
+  POOL_NOT_FOUND: {
+    status: 404,
+    kind: ErrorKind.User,
+    summary: 'No storage pool of that name exists.',
+  },
+  POOL_EXISTS: {
+    status: 409,
+    kind: ErrorKind.User,
+    summary: 'A storage pool of that name exists already.',
+  },
+  POOL_DRIVER_UNKNOWN: {
+    status: 400,
+    kind: ErrorKind.User,
+    summary: 'No pool driver of that name (file-reflink, file, lvm_thin).',
+  },
+  POOL_INVALID: {
+    status: 400,
+    kind: ErrorKind.User,
+    summary: 'The pool cannot be set up as given: a missing or bad option, a path that does not exist.',
+  },
+  POOL_IN_USE: {
+    status: 409,
+    kind: ErrorKind.User,
+    summary: 'The pool still holds volumes, or is a default pool; details name them.',
+  },
+  VOLUME_NOT_FOUND: {
+    status: 404,
+    kind: ErrorKind.User,
+    summary: 'The VM has no volume of that name, or it has none (the class has no such image).',
+  },
+  VOLUME_SHRINK_REFUSED: {
+    status: 400,
+    kind: ErrorKind.User,
+    summary: 'A volume can only grow; shrinking would cut the filesystem inside.',
+  },
+  VOLUME_READ_ONLY: {
+    status: 409,
+    kind: ErrorKind.User,
+    summary: "The volume is not rw (a kernel volume, a template's root seen from an AppVM).",
+  },
+  VOLUME_NOT_PERSISTENT: {
+    status: 409,
+    kind: ErrorKind.User,
+    summary: 'The volume keeps no data between runs (not save_on_stop): nothing to import, export or revert.',
+  },
+  VOLUME_TOO_BIG: {
+    status: 413,
+    kind: ErrorKind.User,
+    summary: 'The data sent is larger than the size declared for it (or than the volume).',
+  },
+  VOLUME_IMPORT_SHORT: {
+    status: 400,
+    kind: ErrorKind.User,
+    summary: 'The import ended before the declared size was sent.',
+  },
+  VOLUME_DATA_MISSING: {
+    status: 409,
+    kind: ErrorKind.User,
+    summary: "A volume's image file is missing (removed outside qubes-bus).",
+  },
+  REVISION_NOT_FOUND: {
+    status: 404,
+    kind: ErrorKind.User,
+    summary: 'The volume has no revision of that name (or none at all).',
+  },
+  STORAGE_FULL: {
+    status: 507,
+    kind: ErrorKind.User,
+    summary: "The pool's filesystem is full; the partial volume was removed.",
+  },
+  STORAGE_COMMAND_FAILED: {
+    status: 500,
+    kind: ErrorKind.User,
+    summary: 'A storage command (cp, dmsetup, lvcreate, ...) failed; the message gives its output.',
+  },
+  OPERATION_CANCELLED: {
+    status: 499,
+    kind: ErrorKind.User,
+    summary: 'The operation was cancelled; what it had made was removed.',
+  },
   DEPENDENCY_MISSING: {
     status: 500,
     kind: ErrorKind.User,

@@ -8,3 +8,5 @@ export { captureLog } from './capture-log';
 export type { CapturedLog } from './capture-log';
 export { rejectionOf, thrownBy } from './failures';
 export { collectEvents } from './collect-events';
+export { loopFilesystem } from './loop-filesystem';
+export type { LoopFilesystem, LoopFsType } from './loop-filesystem';

@@ -1,0 +1,372 @@
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { copyFile, open, readdir, rm, stat, statfs } from 'node:fs/promises';
+import path from 'node:path';
+import { QubesError } from '@qubes-bus/contracts';
+import {
+  checkCancelled,
+  copyImage,
+  createSparse,
+  diskUsage,
+  exists,
+  growFile,
+  makeDir,
+  removeDurably,
+  removeEmptyDir,
+  renameDurably,
+  replaceFile,
+  withNewFile,
+  writeUnlessZero,
+  type CopyOptions,
+  type CopyResult,
+} from './files';
+import { PoolDriverName, type ImportOptions, type Pool, type PoolUsage, type Revision, type Volume, type VolumeConfig } from './types';
+
+/**
+ * `file-reflink` (Qubes R4's default on btrfs and xfs): each volume is plain files under the
+ * pool's directory, named as Qubes names them so a Qubes data dir reads as is:
+ *
+ *   <vid>.img              the committed image
+ *   <vid>-dirty.img        the image a run writes (committed, or dropped, when it stops)
+ *   <vid>.img@<time>Z      an earlier committed image, kept for revert (revisions_to_keep)
+ *
+ * Copies are reflinks where the filesystem shares extents (btrfs, xfs with reflink=1): a clone
+ * or snapshot of any size takes no time and no space. Elsewhere they are sparse block copies.
+ */
+export class FileReflinkPool implements Pool {
+  readonly driver = PoolDriverName.FileReflink;
+  readonly name: string;
+  readonly dirPath: string;
+  readonly revisionsToKeep: number;
+  private readonly setupCheck: boolean;
+
+  /** Options as Qubes spells them: dir_path, revisions_to_keep, setup_check (yes/no). */
+  constructor(name: string, options: Readonly<Record<string, string>>) {
+    const known = new Set(['dir_path', 'revisions_to_keep', 'setup_check', 'ephemeral_volatile']);
+    for (const option of Object.keys(options)) {
+      if (!known.has(option)) throw invalid(name, `the file-reflink driver has no option ${JSON.stringify(option)}`, option);
+    }
+    const dir = options['dir_path'];
+    if (dir === undefined || dir === '') throw invalid(name, 'a file-reflink pool needs dir_path', 'dir_path');
+    if (!path.isAbsolute(dir)) throw invalid(name, `dir_path ${JSON.stringify(dir)} is not an absolute path`, 'dir_path');
+    this.name = name;
+    this.dirPath = path.resolve(dir);
+    this.revisionsToKeep = parseCount(name, 'revisions_to_keep', options['revisions_to_keep'] ?? '1');
+    this.setupCheck = parseYesNo(name, 'setup_check', options['setup_check'] ?? 'yes');
+  }
+
+  get config(): Record<string, string> {
+    return {
+      name: this.name,
+      driver: this.driver,
+      dir_path: this.dirPath,
+      revisions_to_keep: String(this.revisionsToKeep),
+      ...(this.setupCheck ? {} : { setup_check: 'no' }),
+    };
+  }
+
+  /**
+   * The directory must exist already (a pool on a disk that is not mounted must not quietly
+   * fill the root filesystem); with setup_check (the default) it must also do reflinks.
+   */
+  async setup(): Promise<void> {
+    let isDir = false;
+    try {
+      isDir = (await stat(this.dirPath)).isDirectory();
+    } catch {
+      // reported below
+    }
+    if (!isDir) throw invalid(this.name, `dir_path ${this.dirPath} does not exist or is not a directory`, 'dir_path');
+    if (this.setupCheck && !(await reflinkSupported(this.dirPath))) {
+      throw invalid(
+        this.name,
+        `the filesystem of ${this.dirPath} does not do reflinks: copies would take time and space. Add setup_check=no to use it anyway`,
+        'setup_check',
+      );
+    }
+    for (const prefix of ['appvms', 'vm-templates']) await makeDir(path.join(this.dirPath, prefix));
+  }
+
+  async usage(): Promise<PoolUsage> {
+    const fs = await statfs(this.dirPath);
+    return { size: fs.blocks * fs.bsize, usage: (fs.blocks - fs.bfree) * fs.bsize };
+  }
+
+  volume(config: VolumeConfig, source?: Volume): Volume {
+    if (config.snap_on_start && !(source instanceof ReflinkVolume)) {
+      throw new QubesError('VOLUME_DATA_MISSING', `volume ${config.vid} is a snapshot of ${config.source ?? 'nothing'}, which is not a file-reflink volume`, {
+        details: { vid: config.vid, source: config.source },
+      });
+    }
+    return new ReflinkVolume(this, config, config.snap_on_start ? (source as ReflinkVolume) : null);
+  }
+
+  /** The image of `vid` under this pool, checked to stay inside it. */
+  imagePath(vid: string, suffix: string): string {
+    const file = path.resolve(this.dirPath, `${vid}${suffix}`);
+    if (!file.startsWith(`${this.dirPath}${path.sep}`)) {
+      throw new QubesError('BAD_REQUEST', `volume id ${JSON.stringify(vid)} leaves the pool's directory`, { details: { field: 'vid' } });
+    }
+    return file;
+  }
+}
+
+class ReflinkVolume implements Volume {
+  constructor(
+    private readonly pool: FileReflinkPool,
+    readonly config: VolumeConfig,
+    private readonly source: ReflinkVolume | null,
+  ) {}
+
+  private get clean(): string {
+    return this.pool.imagePath(this.config.vid, '.img');
+  }
+
+  private get dirty(): string {
+    return this.pool.imagePath(this.config.vid, '-dirty.img');
+  }
+
+  private revisionPath(revision: string): string {
+    return `${this.clean}@${revision}`;
+  }
+
+  get blockDevice(): { path: string; type: 'file' } {
+    return { path: this.dirty, type: 'file' };
+  }
+
+  async create(): Promise<void> {
+    if (this.config.save_on_stop && !this.config.snap_on_start) await createSparse(this.clean, this.config.size);
+  }
+
+  async remove(): Promise<void> {
+    await this.pruneRevisions(0);
+    await removeDurably(this.clean);
+    await removeDurably(this.dirty);
+    await removeEmptyDir(path.dirname(this.clean));
+  }
+
+  async verify(): Promise<void> {
+    const needed = this.config.snap_on_start ? this.source!.clean : this.config.save_on_stop ? this.clean : null;
+    if (needed !== null && !(await exists(needed))) {
+      throw new QubesError('VOLUME_DATA_MISSING', `the image ${needed} of volume ${this.config.vid} is missing`, {
+        details: { vid: this.config.vid, file: needed },
+      });
+    }
+  }
+
+  async start(): Promise<void> {
+    await this.verify();
+    if (this.config.snap_on_start) await copyImage(this.source!.clean, this.clean);
+    // A run that ended without a stop (a crash of dom0) left its writes: they are kept for the
+    // next stop to commit, as Qubes does, rather than thrown away.
+    if (await this.isDirty()) return;
+    if (this.config.save_on_stop || this.config.snap_on_start) {
+      await copyImage(this.clean, this.dirty);
+      if (this.config.snap_on_start && this.config.size > (await stat(this.dirty)).size) await growFile(this.dirty, this.config.size);
+    } else {
+      await createSparse(this.dirty, this.config.size);
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.config.save_on_stop) {
+      if (await exists(this.dirty)) await this.commit(this.dirty);
+      return;
+    }
+    await removeDurably(this.dirty);
+    if (this.config.snap_on_start) await removeDurably(this.clean);
+  }
+
+  async isDirty(): Promise<boolean> {
+    return this.config.save_on_stop && (await exists(this.dirty));
+  }
+
+  async isOutdated(): Promise<boolean> {
+    if (!this.config.snap_on_start || this.source === null) return false;
+    try {
+      return (await stat(this.source.clean)).mtimeMs > (await stat(this.clean)).mtimeMs;
+    } catch {
+      return false;
+    }
+  }
+
+  async usage(): Promise<number> {
+    for (const file of [this.dirty, this.clean]) {
+      try {
+        return await diskUsage(file);
+      } catch {
+        // the next one
+      }
+    }
+    return 0;
+  }
+
+  async resize(size: number): Promise<void> {
+    if (!this.config.rw) throw new QubesError('VOLUME_READ_ONLY', `volume ${this.config.vid} is read-only: it cannot be resized`, { details: { vid: this.config.vid } });
+    if (size < this.config.size) {
+      throw new QubesError('VOLUME_SHRINK_REFUSED', `volume ${this.config.vid} only grows: ${size} bytes is less than its ${this.config.size}`, {
+        details: { vid: this.config.vid, size: this.config.size, requested: size },
+      });
+    }
+    // The running image first: its size is what the VM sees; the committed one follows at stop.
+    for (const file of [this.dirty, this.clean]) {
+      if (await exists(file)) {
+        await growFile(file, size);
+        break;
+      }
+    }
+    this.config.size = size;
+  }
+
+  async revisions(): Promise<Revision[]> {
+    const dir = path.dirname(this.clean);
+    const prefix = `${path.basename(this.clean)}@`;
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      return [];
+    }
+    return names
+      .filter((name) => name.startsWith(prefix) && name.endsWith('Z'))
+      .map((name) => name.slice(prefix.length))
+      .sort()
+      .map((name) => ({ name, timestamp: name.slice(0, -1) }));
+  }
+
+  async revert(revision?: string): Promise<void> {
+    this.requireSaveOnStop('revert');
+    if (await this.isDirty()) throw new QubesError('VM_RUNNING', `volume ${this.config.vid} is in use by a run: stop the VM first`, { details: { vid: this.config.vid } });
+    const revisions = await this.revisions();
+    const target = revision ?? revisions.at(-1)?.name;
+    if (target === undefined || !revisions.some((r) => r.name === target)) {
+      throw new QubesError('REVISION_NOT_FOUND', target === undefined ? `volume ${this.config.vid} has no revisions` : `volume ${this.config.vid} has no revision ${target}`, {
+        details: { vid: this.config.vid, revision: target ?? null },
+      });
+    }
+    await this.addRevision();
+    await renameDurably(this.revisionPath(target), this.clean);
+    this.config.size = (await stat(this.clean)).size;
+  }
+
+  async importData(data: AsyncIterable<Uint8Array>, options: ImportOptions = {}): Promise<{ bytes: number }> {
+    this.requireSaveOnStop('import into');
+    const limit = options.size ?? this.config.size;
+    let bytes = 0;
+    await replaceFile(this.clean, async (temp) => {
+      await withNewFile(temp, async (out) => {
+        await out.truncate(limit);
+        for await (const chunk of data) {
+          checkCancelled(options.signal);
+          if (bytes + chunk.byteLength > limit) {
+            throw new QubesError('VOLUME_TOO_BIG', `the data for ${this.config.vid} is larger than ${options.size === undefined ? 'the volume' : 'declared'} (${limit} bytes)`, {
+              details: { vid: this.config.vid, limit },
+            });
+          }
+          await writeUnlessZero(out, chunk, bytes);
+          bytes += chunk.byteLength;
+          options.onProgress?.(bytes, limit);
+        }
+      });
+      if (options.size !== undefined && bytes < options.size) {
+        throw new QubesError('VOLUME_IMPORT_SHORT', `the data for ${this.config.vid} ended after ${bytes} of the ${options.size} bytes declared`, {
+          details: { vid: this.config.vid, size: options.size, received: bytes },
+        });
+      }
+      await this.addRevision();
+    });
+    await this.pruneRevisions();
+    this.config.size = limit;
+    return { bytes };
+  }
+
+  async importVolume(source: Volume, options: CopyOptions = {}): Promise<CopyResult> {
+    this.requireSaveOnStop('clone into');
+    const from = await source.exportPath();
+    const result = await replaceFile(this.clean, async (temp) => {
+      const copied = await copyImage(from, temp, options);
+      await this.addRevision();
+      return copied;
+    });
+    await this.pruneRevisions();
+    this.config.size = Math.max(this.config.size, source.config.size);
+    return result;
+  }
+
+  async exportPath(): Promise<string> {
+    this.requireSaveOnStop('export');
+    await this.verify();
+    return this.clean;
+  }
+
+  /** The dirty image becomes the committed one; the committed one before it, a revision. */
+  private async commit(from: string): Promise<void> {
+    await this.addRevision();
+    await this.pruneRevisions();
+    await renameDurably(from, this.clean);
+  }
+
+  private async addRevision(): Promise<void> {
+    if (this.config.revisions_to_keep === 0) return;
+    let current;
+    try {
+      current = await stat(this.clean);
+    } catch {
+      return;
+    }
+    if (current.blocks === 0) return; // never written: nothing to go back to
+    // Qubes names a revision after the time the image was committed; to the millisecond here,
+    // so two commits within a second keep two revisions.
+    const name = `${new Date(current.ctimeMs).toISOString().slice(0, -1)}Z`;
+    await copyImage(this.clean, this.revisionPath(name));
+  }
+
+  private async pruneRevisions(keep = this.config.revisions_to_keep): Promise<void> {
+    const revisions = await this.revisions();
+    for (const revision of revisions.slice(0, Math.max(0, revisions.length - keep))) {
+      await removeDurably(this.revisionPath(revision.name));
+    }
+  }
+
+  private requireSaveOnStop(what: string): void {
+    if (!this.config.save_on_stop) {
+      throw new QubesError('VOLUME_NOT_PERSISTENT', `cannot ${what} ${this.config.vid}: it keeps no data between runs`, { details: { vid: this.config.vid } });
+    }
+  }
+}
+
+/** Whether the filesystem of `dir` shares extents (FICLONE between two files in it). */
+export async function reflinkSupported(dir: string): Promise<boolean> {
+  const base = path.join(dir, `.reflink-check-${randomBytes(6).toString('hex')}`);
+  try {
+    const handle = await open(`${base}.a`, 'wx', 0o600);
+    try {
+      await handle.write('reflink check'); // an empty file clones trivially anywhere
+    } finally {
+      await handle.close();
+    }
+    await copyFile(`${base}.a`, `${base}.b`, constants.COPYFILE_FICLONE_FORCE);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await rm(`${base}.a`, { force: true });
+    await rm(`${base}.b`, { force: true });
+  }
+}
+
+function invalid(pool: string, message: string, option: string): QubesError {
+  return new QubesError('POOL_INVALID', `pool ${pool}: ${message}`, { details: { pool, option } });
+}
+
+function parseCount(pool: string, option: string, value: string): number {
+  if (!/^\d{1,4}$/.test(value)) throw invalid(pool, `${option} must be a whole number, not ${JSON.stringify(value)}`, option);
+  return Number(value);
+}
+
+function parseYesNo(pool: string, option: string, value: string): boolean {
+  const lower = value.toLowerCase();
+  if (['yes', 'true', 'on', '1'].includes(lower)) return true;
+  if (['no', 'false', 'off', '0'].includes(lower)) return false;
+  throw invalid(pool, `${option} must be yes or no, not ${JSON.stringify(value)}`, option);
+}

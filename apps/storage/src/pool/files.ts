@@ -1,0 +1,223 @@
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { copyFile, mkdir, open, rename, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { QubesError } from '@qubes-bus/contracts';
+
+/**
+ * Image files are changed the way qubes.xml is: written under a temporary name beside the
+ * target, fsynced, renamed into place, and the directory fsynced, so a crash leaves either the
+ * old image or the new one, never half of one.
+ */
+
+/** Images are copied and scanned in pieces of this size. */
+export const CHUNK_BYTES = 4 * 1024 * 1024;
+
+const ZERO_CHUNK = Buffer.alloc(CHUNK_BYTES);
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** mkdir -p, with each directory it made fsynced into its parent. */
+export async function makeDir(dir: string): Promise<void> {
+  const first = await mkdir(dir, { recursive: true });
+  if (first === undefined) return;
+  for (let made = dir; made.length >= first.length; made = path.dirname(made)) {
+    await fsyncDir(path.dirname(made));
+  }
+}
+
+export async function renameDurably(from: string, to: string): Promise<void> {
+  await rename(from, to);
+  await fsyncDir(path.dirname(to));
+  if (path.dirname(from) !== path.dirname(to)) await fsyncDir(path.dirname(from));
+}
+
+/** Removes a file if it is there; answers whether it was. */
+export async function removeDurably(file: string): Promise<boolean> {
+  try {
+    await rm(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+  await fsyncDir(path.dirname(file));
+  return true;
+}
+
+/** Removes a directory if it is there and empty. */
+export async function removeEmptyDir(dir: string): Promise<void> {
+  try {
+    await rmdir(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTEMPTY' || code === 'EEXIST') return;
+    throw err;
+  }
+  await fsyncDir(path.dirname(dir));
+}
+
+export async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** Bytes the file takes on disk (its allocated blocks), not its apparent size. */
+export async function diskUsage(file: string): Promise<number> {
+  return (await stat(file)).blocks * 512;
+}
+
+/**
+ * Runs `write` to make a new temporary file beside `target` (at the path it is given), then
+ * makes it `target` durably. On any failure the temporary file is removed and `target` is as it
+ * was; a full disk becomes STORAGE_FULL.
+ */
+export async function replaceFile<T>(target: string, write: (temp: string) => Promise<T>): Promise<T> {
+  await makeDir(path.dirname(target));
+  const temp = `${target}~${randomBytes(6).toString('hex')}`;
+  try {
+    const result = await write(temp);
+    await syncFile(temp);
+    await renameDurably(temp, target);
+    return result;
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw storageError(err, target);
+  }
+}
+
+async function syncFile(file: string): Promise<void> {
+  const handle = await open(file, 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export async function withNewFile<T>(file: string, use: (handle: FileHandle) => Promise<T>): Promise<T> {
+  const handle = await open(file, 'w', 0o600);
+  try {
+    return await use(handle);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A new sparse file of `size` bytes (all holes) at `target`. */
+export function createSparse(target: string, size: number): Promise<void> {
+  return replaceFile(target, (temp) => withNewFile(temp, (handle) => handle.truncate(size)));
+}
+
+/** Grows (never shrinks: the caller checked) an image in place, durably. */
+export async function growFile(file: string, size: number): Promise<void> {
+  const handle = await open(file, 'r+');
+  try {
+    await handle.truncate(size);
+    await handle.sync();
+  } catch (err) {
+    throw storageError(err, file);
+  } finally {
+    await handle.close();
+  }
+}
+
+export interface CopyOptions {
+  signal?: AbortSignal | undefined;
+  /** Called as the copy goes on with the bytes done so far (of the source's size). */
+  onProgress?: ((done: number, total: number) => void) | undefined;
+}
+
+export interface CopyResult {
+  /** Shared extents (FICLONE): no data was copied. */
+  reflinked: boolean;
+  bytes: number;
+}
+
+/**
+ * Copies `source` to `target` (replaced durably) as a reflink where the filesystem offers one,
+ * else block by block keeping holes: an all-zero chunk is not written, so a sparse image stays
+ * sparse (Qubes: `cp --sparse=always --reflink=auto`). The block copy reports progress and stops
+ * at `signal`, removing what it wrote.
+ */
+export async function copyImage(source: string, target: string, options: CopyOptions = {}): Promise<CopyResult> {
+  const { size } = await stat(source);
+  return replaceFile(target, async (temp) => {
+    checkCancelled(options.signal);
+    try {
+      await copyFile(source, temp, constants.COPYFILE_FICLONE_FORCE | constants.COPYFILE_EXCL);
+      options.onProgress?.(size, size);
+      return { reflinked: true, bytes: size };
+    } catch (err) {
+      if (!reflinkUnsupported(err)) throw err;
+    }
+    return { reflinked: false, bytes: await withNewFile(temp, (out) => sparseCopy(source, out, size, options)) };
+  });
+}
+
+function reflinkUnsupported(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EXDEV' || code === 'EINVAL' || code === 'ENOSYS' || code === 'ENOTTY';
+}
+
+async function sparseCopy(source: string, out: FileHandle, size: number, options: CopyOptions): Promise<number> {
+  const input = await open(source, 'r');
+  const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+  try {
+    let offset = 0;
+    while (offset < size) {
+      checkCancelled(options.signal);
+      const { bytesRead } = await input.read(buffer, 0, Math.min(CHUNK_BYTES, size - offset), offset);
+      if (bytesRead === 0) break;
+      await writeUnlessZero(out, buffer.subarray(0, bytesRead), offset);
+      offset += bytesRead;
+      options.onProgress?.(offset, size);
+    }
+    await out.truncate(size);
+    return offset;
+  } finally {
+    await input.close();
+  }
+}
+
+/**
+ * Writes `chunk` at `offset`, leaving out every all-zero piece of it (the file has a hole there
+ * already: images are made sparse and only grow).
+ */
+export async function writeUnlessZero(out: FileHandle, chunk: Uint8Array, offset: number): Promise<void> {
+  const data = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  for (let start = 0; start < data.length; start += CHUNK_BYTES) {
+    const piece = data.subarray(start, start + CHUNK_BYTES);
+    if (piece.equals(ZERO_CHUNK.subarray(0, piece.length))) continue;
+    let written = 0;
+    while (written < piece.length) {
+      const { bytesWritten } = await out.write(piece, written, piece.length - written, offset + start + written);
+      written += bytesWritten;
+    }
+  }
+}
+
+export function checkCancelled(signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) throw new QubesError('OPERATION_CANCELLED', 'the operation was cancelled');
+}
+
+/** A full disk is the user's STORAGE_FULL; a QubesError passes as it is. */
+export function storageError(err: unknown, file: string): unknown {
+  if (err instanceof QubesError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new QubesError('STORAGE_FULL', `no space left for ${file}`, { details: { file }, cause: err });
+  }
+  return err;
+}
