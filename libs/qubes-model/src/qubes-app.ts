@@ -8,7 +8,7 @@ import {
 } from '@qubes-bus/contracts';
 import { BUILTIN_LABEL_COUNT, type Label } from './labels';
 import { propertyDef, propertyDefs, type PropertyDef, type PropertyScope } from './property-table';
-import { childElements, isElement, parseXml, type XmlElement, type XmlNode } from './xml-tree';
+import { childElements, element, isElement, parseXml, type XmlElement, type XmlNode } from './xml-tree';
 
 /** A property as qubes.xml stores it: text, or a reference (labels). */
 export interface StoredValue {
@@ -55,6 +55,8 @@ export type Change =
   | { type: 'feature-set'; vm: string; feature: string; value: string; oldvalue: string | null }
   | { type: 'feature-delete'; vm: string; feature: string }
   | { type: 'tag-add' | 'tag-delete'; vm: string; tag: string }
+  | { type: 'volume-config-set'; vm: string }
+  | { type: 'pools-set' }
   | { type: 'label-add'; label: string; color: string; index: number }
   | { type: 'label-remove'; label: string };
 
@@ -637,6 +639,42 @@ export class QubesApp implements PropertyScope {
     throw featureNotFound(vm, feature);
   }
 
+  // --- volume config and pools (the storage service's, kept here as qubes.xml holds them) ------
+
+  /**
+   * The VM's `<volume-config>`: one attribute map per `<volume>` (name, pool, vid, size, rw,
+   * snap_on_start, ... as Qubes writes them, `True`/`False` for booleans); empty if it has none.
+   */
+  volumeConfig(vm: string): Record<string, string>[] {
+    const config = this.domain(vm).volumeConfig;
+    if (config === null) return [];
+    const volumes = config.children.some((c) => 'raw' in c)
+      ? parseXml(`<volume-config>${config.children.map((c) => ('raw' in c ? c.raw : '')).join('')}</volume-config>`, {
+          path: `the volume config of ${vm}`,
+          root: ['volume-config'],
+          validated: true,
+        })
+      : config;
+    return childElements(volumes, 'volume').map((v) => ({ ...v.attrs }));
+  }
+
+  /** Replaces the VM's volume config (the storage service's call); saved like any change. */
+  setVolumeConfig(vm: string, volumes: readonly Readonly<Record<string, string>>[]): Mutation {
+    const d = this.domain(vm);
+    const before = d.volumeConfig;
+    const undo = this.touch(vm, () => (d.volumeConfig = before));
+    d.volumeConfig = volumes.length === 0 ? null : element('volume-config', {}, volumes.map((attrs) => element('volume', orderedVolumeAttrs(attrs))));
+    return { changes: [{ type: 'volume-config-set', vm }], undo };
+  }
+
+  /** Replaces the pools (`<pools>`): one attribute map per pool, name and driver first. */
+  setPools(pools: readonly Readonly<Record<string, string>>[]): Mutation {
+    const before = this.pools;
+    const undo = this.touch(null, () => (this.pools = before));
+    this.pools = pools.map((attrs) => element('pool', { ...attrs }));
+    return { changes: [{ type: 'pools-set' }], undo };
+  }
+
   addTag(vm: string, tag: string): Mutation {
     const d = this.domain(vm);
     if (d.tags.has(tag)) return NO_CHANGE;
@@ -784,4 +822,15 @@ export function deviceBackends(d: Domain): string[] {
 
 function featureNotFound(vm: string, feature: string): QubesError {
   return new QubesError('FEATURE_NOT_FOUND', `${vm} has no feature ${feature}`, { details: { vm, feature } });
+}
+
+/** Qubes writes a volume's name, pool and vid first; the rest follow sorted, as lxml keeps them. */
+function orderedVolumeAttrs(attrs: Readonly<Record<string, string>>): Record<string, string> {
+  const { name, pool, vid, ...rest } = attrs;
+  const ordered: Record<string, string> = {};
+  if (name !== undefined) ordered['name'] = name;
+  if (pool !== undefined) ordered['pool'] = pool;
+  if (vid !== undefined) ordered['vid'] = vid;
+  for (const key of Object.keys(rest).sort()) ordered[key] = rest[key]!;
+  return ordered;
 }
