@@ -5,20 +5,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { connectBus } from '@qubes-bus/bus';
 import { AdminVmList, isQubesError } from '@qubes-bus/contracts';
-import { captureLog, startNats, tmpDataDir, type TestNats, type TmpDir } from '@qubes-bus/testing';
+import { REPO_ROOT, startNats, startRegistry, trackProcess, tmpDataDir, type Started, type TestNats, type TmpDir } from '@qubes-bus/testing';
+
+export { buildBundles, REPO_ROOT, startRegistry } from '@qubes-bus/testing';
+export type { Started } from '@qubes-bus/testing';
 
 /**
  * The tools as a user runs them: the built bundles, the bin links in node_modules/.bin, a real
  * nats-server and a real vm-registry process. Nothing of the registry's code is imported.
  */
-export const REPO_ROOT = path.resolve(__dirname, '../../..');
-const run = promisify(execFile);
-
-/** Builds the bundles (each written whole, so parallel test files may build at once). */
-export async function buildBundles(): Promise<void> {
-  await run(process.execPath, [path.join(REPO_ROOT, 'tools/build.mjs'), '--quiet'], { cwd: REPO_ROOT });
-}
-
 export interface Result {
   code: number | null;
   stdout: string;
@@ -65,75 +60,6 @@ export function toolEnv(natsUrl: string, dataDir: string): NodeJS.ProcessEnv {
   return env;
 }
 
-/** A process the test started, with what it printed so far. */
-export interface Started {
-  readonly child: ChildProcess;
-  output(): string;
-  /** SIGTERM (or `signal`), then SIGKILL after 5 s; resolves with the exit code. */
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
-}
-
-function started(child: ChildProcess): Started {
-  let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return {
-    child,
-    output: () => output,
-    async stop(signal = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill(signal);
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-        const code = await exit;
-        clearTimeout(timer);
-        return code;
-      }
-      return exit;
-    },
-  };
-}
-
-/**
- * The vm-registry from its bundle, on `dataDir`, with `env` besides (LIBVIRT_URI and
- * QUBES_DOMAIN_TYPE for real domains); resolves once admin.vm.List answers.
- */
-export async function startRegistry(natsUrl: string, dataDir: string, env: NodeJS.ProcessEnv = {}): Promise<Started> {
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/apps/vm-registry/main.js')], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, QUBES_NATS_URL: natsUrl, QUBES_DATA_DIR: dataDir, LOG_FORMAT: 'json', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const registry = started(child);
-  try {
-    await untilRegistryAnswers(natsUrl, child);
-  } catch (err) {
-    await registry.stop('SIGKILL');
-    throw new Error(`${(err as Error).message}; it printed:\n${registry.output()}`);
-  }
-  return registry;
-}
-
-async function untilRegistryAnswers(natsUrl: string, child: ChildProcess): Promise<void> {
-  const bus = await connectBus({ url: natsUrl, name: 'qvm-test', log: captureLog('qvm-test').log, mode: 'tool' });
-  try {
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`the vm-registry exited with status ${child.exitCode}`);
-      try {
-        await bus.request(AdminVmList, {}, { timeoutMs: 2_000 });
-        return;
-      } catch (err) {
-        if (!isQubesError(err, 'SERVICE_UNAVAILABLE') && !isQubesError(err, 'TIMEOUT')) throw err;
-        if (Date.now() > deadline) throw new Error('the vm-registry did not answer admin.vm.List within 20 s');
-        await sleep(50);
-      }
-    }
-  } finally {
-    await bus.close();
-  }
-}
-
 /** A long-running tool (qvm-events), its stdout read line by line. */
 export interface Watching extends Started {
   /** Resolves with the next line printed, or fails after `timeoutMs`. */
@@ -154,7 +80,7 @@ export function watch(name: string, args: readonly string[], env: NodeJS.Process
     if (next === undefined) lines.push(line);
     else next(line);
   });
-  const proc = started(child);
+  const proc = trackProcess(child);
   return {
     ...proc,
     stderr: () => stderr,

@@ -1,14 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, closeSync, readSync, statfsSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { loopFilesystem, rejectionOf, tmpDataDir, type LoopFilesystem, type TmpDir } from '@qubes-bus/testing';
 import { FileReflinkPool } from '../src/pool/file-reflink';
 import type { Volume, VolumeConfig } from '../src/pool/types';
+import { GiB, MiB, pieces, readAt, writeAt } from './images';
 
-const MiB = 1024 * 1024;
-const GiB = 1024 * MiB;
 
 // Buffers are compared with equals(): Jest's toEqual walks a megabyte byte by byte, for seconds.
 
@@ -45,34 +44,9 @@ function volumeConfig(vid: string, overrides: Partial<VolumeConfig> = {}): Volum
   };
 }
 
-/** Writes `pattern` at `offset` of a file, as a VM writing its disk would. */
-function writeAt(file: string, offset: number, pattern: Buffer): void {
-  const fd = openSync(file, 'r+');
-  try {
-    writeSync(fd, pattern, 0, pattern.length, offset);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function readAt(file: string, offset: number, length: number): Buffer {
-  const fd = openSync(file, 'r');
-  try {
-    const buffer = Buffer.alloc(length);
-    readSync(fd, buffer, 0, length, offset);
-    return buffer;
-  } finally {
-    closeSync(fd);
-  }
-}
-
 function usedBytes(dir: string): number {
   const fs = statfsSync(dir);
   return (fs.blocks - fs.bfree) * fs.bsize;
-}
-
-async function* chunksOf(data: Buffer, size = MiB): AsyncGenerator<Buffer> {
-  for (let offset = 0; offset < data.length; offset += size) yield data.subarray(offset, offset + size);
 }
 
 async function persistentVolume(pool: FileReflinkPool, vid: string, overrides: Partial<VolumeConfig> = {}): Promise<Volume> {
@@ -233,30 +207,30 @@ describe('the file-reflink pool, on real filesystems', () => {
     expect(shrink.code).toBe('VOLUME_SHRINK_REFUSED');
     expect(statSync(image).size).toBe(16 * MiB);
 
-    const tooBig = await rejectionOf(volume.importData(chunksOf(randomBytes(3 * MiB)), { size: 2 * MiB }));
+    const tooBig = await rejectionOf(volume.importData(pieces(randomBytes(3 * MiB)), { size: 2 * MiB }));
     expect(tooBig.code).toBe('VOLUME_TOO_BIG');
     unchanged();
-    expect((await rejectionOf(volume.importData(chunksOf(randomBytes(17 * MiB))))).code).toBe('VOLUME_TOO_BIG');
+    expect((await rejectionOf(volume.importData(pieces(randomBytes(17 * MiB))))).code).toBe('VOLUME_TOO_BIG');
     unchanged();
-    expect((await rejectionOf(volume.importData(chunksOf(randomBytes(MiB)), { size: 2 * MiB }))).code).toBe('VOLUME_IMPORT_SHORT');
+    expect((await rejectionOf(volume.importData(pieces(randomBytes(MiB)), { size: 2 * MiB }))).code).toBe('VOLUME_IMPORT_SHORT');
     unchanged();
 
     // the filesystem holds 64 MiB: 100 MiB of data cannot fit
-    const full = await rejectionOf(volume.importData(chunksOf(randomBytes(100 * MiB)), { size: 100 * MiB }));
+    const full = await rejectionOf(volume.importData(pieces(randomBytes(100 * MiB)), { size: 100 * MiB }));
     expect(full.code).toBe('STORAGE_FULL');
     unchanged();
 
     const cancel = new AbortController();
     const other = pool.volume(volumeConfig('appvms/other/private', { size: 16 * MiB }));
     const cancelled = await rejectionOf(
-      other.importData(chunksOf(randomBytes(16 * MiB)), { signal: cancel.signal, onProgress: (done) => done >= 4 * MiB && cancel.abort() }),
+      other.importData(pieces(randomBytes(16 * MiB)), { signal: cancel.signal, onProgress: (done) => done >= 4 * MiB && cancel.abort() }),
     );
     expect(cancelled.code).toBe('OPERATION_CANCELLED');
     expect(readdirSync(path.join(small.path, 'appvms/other'))).toEqual([]);
 
     // a good import replaces the data whole
     const fresh = randomBytes(MiB);
-    expect(await volume.importData(chunksOf(fresh), { size: MiB })).toEqual({ bytes: MiB });
+    expect(await volume.importData(pieces(fresh), { size: MiB })).toEqual({ bytes: MiB });
     expect(readFileSync(image).equals(fresh)).toBe(true);
     expect(volume.config.size).toBe(MiB);
 

@@ -1,4 +1,4 @@
-import { connectBus, DEFAULT_NATS_URL, redactUrl } from '@qubes-bus/bus';
+import { runService } from '@qubes-bus/bus';
 import { ServiceName } from '@qubes-bus/contracts';
 import { LibvirtHypervisor, parseDomainFlavor, OfflineHypervisor } from '@qubes-bus/hypervisor';
 import { createLogger } from '@qubes-bus/log';
@@ -16,38 +16,18 @@ const dataDir = process.env['QUBES_DATA_DIR'] ?? '/var/lib/qubes';
 /** Built beside this bundle (tools/build.mjs bundles every src/*.worker.ts). */
 const validator = workerValidator(path.join(__dirname, 'xml-validation.worker.js'));
 
-async function serve(): Promise<void> {
-  const url = process.env['QUBES_NATS_URL'] ?? DEFAULT_NATS_URL;
-  const log = createLogger(ServiceName.VmRegistry);
-  log.info({ bus: redactUrl(url), dataDir }, 'starting');
-  // Waits for the bus as long as it takes: a service may start before its nats-server.
-  const bus = await connectBus({ url, name: ServiceName.VmRegistry, log, mode: 'service' }).catch((err: unknown) => {
-    log.fatal({ err }, 'vm-registry cannot connect to the bus');
-    process.exit(1);
-  });
+function serve(): Promise<void> {
   const uri = process.env['LIBVIRT_URI'];
   const flavor = parseDomainFlavor(process.env['QUBES_DOMAIN_TYPE']);
-  const hypervisor = uri ? new LibvirtHypervisor(uri, { flavor }) : new OfflineHypervisor('LIBVIRT_URI is not set');
-  log.info({ libvirt: uri ?? null, flavor: flavor ?? 'what libvirt offers' }, 'hypervisor');
-  const registry = createRegistry({ bus, log, dataDir, validator, hypervisor });
-  let stopping = false;
-  const stop = async (signal: string): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping');
-    await registry.stop();
-    await bus.close();
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  try {
-    await registry.start();
-  } catch (err) {
-    log.fatal({ err }, 'vm-registry cannot start');
-    await bus.close();
-    process.exit(1);
-  }
+  return runService(
+    ServiceName.VmRegistry,
+    (bus, log) => {
+      const hypervisor = uri ? new LibvirtHypervisor(uri, { flavor }) : new OfflineHypervisor('LIBVIRT_URI is not set');
+      log.info({ libvirt: uri ?? null, flavor: flavor ?? 'what libvirt offers' }, 'hypervisor');
+      return createRegistry({ bus, log, dataDir, validator, hypervisor });
+    },
+    { dataDir },
+  );
 }
 
 async function offline(): Promise<void> {

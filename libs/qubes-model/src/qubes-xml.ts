@@ -11,11 +11,13 @@ import { childElements, element, isElement, malformed, parseXml, renderAt, rende
  */
 
 /** The store of a new installation: the default labels and pools, and dom0 (label black). */
-export function initialQubesApp(dataDir: string, epoch?: string): QubesApp {
+export function initialQubesApp(dataDir: string, epoch?: string, options: { reflinks?: boolean } = {}): QubesApp {
   const app = new QubesApp(epoch);
   for (const label of DEFAULT_LABELS) app.labels.set(label.index, label);
+  // On a filesystem without reflinks (ext4) the pool must say it accepts slow, full copies.
+  const check: Record<string, string> = options.reflinks === false ? { setup_check: 'no' } : {};
   app.pools = [
-    element('pool', { dir_path: dataDir, driver: 'file-reflink', name: 'varlibqubes', revisions_to_keep: '1' }),
+    element('pool', { dir_path: dataDir, driver: 'file-reflink', name: 'varlibqubes', revisions_to_keep: '1', ...check }),
     element('pool', { dir_path: `${dataDir}/vm-kernels`, driver: 'linux-kernel', name: 'linux-kernel' }),
   ];
   app.globals.set('default_pool_kernel', { text: 'linux-kernel' });

@@ -10,3 +10,5 @@ export { rejectionOf, thrownBy } from './failures';
 export { collectEvents } from './collect-events';
 export { loopFilesystem } from './loop-filesystem';
 export type { LoopFilesystem, LoopFsType } from './loop-filesystem';
+export { buildBundles, REPO_ROOT, startRegistry, startService, trackProcess, untilAnswers } from './service-process';
+export type { Started } from './service-process';

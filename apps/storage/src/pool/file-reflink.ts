@@ -92,6 +92,10 @@ export class FileReflinkPool implements Pool {
     return { size: fs.blocks * fs.bsize, usage: (fs.blocks - fs.bfree) * fs.bsize };
   }
 
+  vidFor(vm: { name: string; dirPrefix: string }, volume: string): string {
+    return `${vm.dirPrefix}/${vm.name}/${volume}`;
+  }
+
   volume(config: VolumeConfig, source?: Volume): Volume {
     if (config.snap_on_start && !(source instanceof ReflinkVolume)) {
       throw new QubesError('VOLUME_DATA_MISSING', `volume ${config.vid} is a snapshot of ${config.source ?? 'nothing'}, which is not a file-reflink volume`, {
@@ -289,7 +293,7 @@ class ReflinkVolume implements Volume {
       return copied;
     });
     await this.pruneRevisions();
-    this.config.size = Math.max(this.config.size, source.config.size);
+    this.config.size = result.bytes; // a clone is its source, size included (Qubes: import_volume)
     return result;
   }
 

@@ -1,7 +1,7 @@
 import type { CopyOptions, CopyResult } from './files';
 
 /** The drivers a pool can have (Qubes' names). */
-export const PoolDriverName = { FileReflink: 'file-reflink', File: 'file', LvmThin: 'lvm_thin' } as const;
+export const PoolDriverName = { FileReflink: 'file-reflink', File: 'file', LvmThin: 'lvm_thin', LinuxKernel: 'linux-kernel' } as const;
 export type PoolDriverName = (typeof PoolDriverName)[keyof typeof PoolDriverName];
 
 /**
@@ -91,6 +91,8 @@ export interface Pool {
   /** Checks the options against the host and prepares what the pool needs; POOL_INVALID if it cannot. */
   setup(): Promise<void>;
   usage(): Promise<PoolUsage>;
+  /** The id a new volume of `vm` gets in this pool (file pools: `appvms/<vm>/<volume>`). */
+  vidFor(vm: { name: string; dirPrefix: string; kernel: string | null }, volume: string): string;
   /** The volume `config` describes; `source` is the volume a snap_on_start volume copies. */
   volume(config: VolumeConfig, source?: Volume): Volume;
 }

@@ -3,6 +3,7 @@ import type { Registry } from '../registry';
 import { registerFeatureHandlers, registerLabelHandlers, registerTagHandlers } from './feature-tag-label';
 import { registerLifecycleHandlers } from './lifecycle';
 import { registerAllPropertyHandlers } from './property';
+import { registerStorageHandlers } from './storage';
 import { registerVmHandlers } from './vm';
 
 /** Every endpoint of the registry, on whichever router carries them (NATS, or a pipe offline). */
@@ -13,4 +14,5 @@ export function registerHandlers(router: Router, registry: Registry): void {
   registerTagHandlers(router, registry);
   registerLabelHandlers(router, registry);
   registerLifecycleHandlers(router, registry);
+  registerStorageHandlers(router, registry);
 }

@@ -7,12 +7,15 @@ import {
   CREATABLE_CLASSES,
   PowerState,
   QubesError,
+  StorageCreateVolumes,
+  StorageRemoveVolumes,
   VmClass,
   type PropertyEntry,
   type VmSummary,
 } from '@qubes-bus/contracts';
 import { propertyDef, type Domain, type Mutation, type QubesApp } from '@qubes-bus/qubes-model';
 import type { Registry } from '../registry';
+import { callIfServed, vmStorage } from './storage';
 
 /** The destination of a VM call: every VM call has one. */
 export function destOf(ctx: { dest: string | undefined }): string {
@@ -99,20 +102,32 @@ export function registerVmHandlers(router: Router, registry: Registry): void {
         creating.delete(payload.name);
       }
       try {
-        return await registry.write(ctx, (app) => ({
-          mutation: create(app, uuid ?? undefined),
-          reply: () => ({
-            name: payload.name,
-            qid: app.domain(payload.name).qid,
-            uuid: app.value(payload.name, 'uuid') as string,
-            revision: app.revision(payload.name),
-          }),
-        }));
+        await registry.write(ctx, (app) => ({ mutation: create(app, uuid ?? undefined), reply: () => null }));
       } catch (err) {
         // Checked again, and refused (or not saved): the domain goes too, never left orphaned.
         if (uuid !== null) await registry.lifecycle.undefine(payload.name, uuid, ctx.log);
         throw err;
       }
+      // Then its volumes, as Qubes' create_on_disk: made by the storage service, their config
+      // kept here. Without a storage service (offline) they are made at the VM's first start.
+      try {
+        const app = registry.app;
+        const template = app.templateOf(payload.name);
+        const made = await callIfServed(ctx, StorageCreateVolumes, {
+          payload: {
+            vm: vmStorage(registry, payload.name),
+            template: template === null ? null : vmStorage(registry, template),
+            ...(payload.pool === undefined ? {} : { pool: payload.pool }),
+          },
+        });
+        if (made !== null) await registry.write(ctx, (current) => ({ mutation: current.setVolumeConfig(payload.name, made.volumes), reply: () => null }));
+      } catch (err) {
+        await registry.write(ctx, (app) => ({ mutation: app.removeDomain(payload.name), reply: () => null }));
+        if (uuid !== null) await registry.lifecycle.undefine(payload.name, uuid, ctx.log);
+        throw err;
+      }
+      const app = registry.app;
+      return { name: payload.name, qid: app.domain(payload.name).qid, uuid: app.value(payload.name, 'uuid') as string, revision: app.revision(payload.name) };
     });
   }
 
@@ -120,6 +135,7 @@ export function registerVmHandlers(router: Router, registry: Registry): void {
     const vm = destOf(ctx);
     await registry.lifecycle.checkHalted(vm);
     let uuid = '';
+    const storage = vmStorage(registry, vm);
     await registry.write(ctx, (app) => {
       const d = app.domain(vm);
       app.checkRevision(vm, payload?.revision);
@@ -131,6 +147,15 @@ export function registerVmHandlers(router: Router, registry: Registry): void {
     });
     // Once the VM is gone from qubes.xml on disk, its domain goes (a failure is logged with the UUID).
     await registry.lifecycle.undefine(vm, uuid, ctx.log);
+    // and its volumes (without a storage service, their files stay: logged)
+    if (storage.volumes.length > 0) {
+      try {
+        await callIfServed(ctx, StorageRemoveVolumes, { payload: { vm: storage } });
+      } catch (err) {
+        // The VM is gone already; a retry could not name it. The files are told in the log.
+        ctx.log.error({ err, vm, volumes: storage.volumes.map((v) => v['vid']) }, 'the volumes of a removed VM could not all be removed');
+      }
+    }
     return null;
   });
 }

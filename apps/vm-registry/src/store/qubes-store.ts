@@ -113,7 +113,7 @@ export class QubesStore {
     const file = path.join(dataDir, STORE_FILE);
     await checkPresent(dataDir, options.create);
     await fs.mkdir(dataDir, { recursive: true, mode: 0o2770 });
-    if (options.create && (await writeNew(file, serializeQubesXml(initialQubesApp(dataDir, options.epoch))))) {
+    if (options.create && !(await present(file)) && (await writeNew(file, serializeQubesXml(initialQubesApp(dataDir, options.epoch, { reflinks: await reflinksIn(dataDir) }))))) {
       log.info({ path: file }, 'created a new qubes.xml holding dom0');
     }
     const handle = await lockCurrent(file, options.whenLocked, log);
@@ -391,3 +391,32 @@ async function fsyncDirectory(dir: string): Promise<void> {
   }
 }
 
+
+async function present(file: string): Promise<boolean> {
+  try {
+    await fs.access(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether the data dir's filesystem shares extents (FICLONE), for the default pool of a new
+ * store: without, its file-reflink pool is set up with setup_check=no (as Qubes' installer picks
+ * the pool for the filesystem it finds). The storage service owns the pools; this is only the
+ * first choice, made once.
+ */
+async function reflinksIn(dir: string): Promise<boolean> {
+  const base = path.join(dir, `.reflink-check-${process.pid}`);
+  try {
+    await fs.writeFile(`${base}.a`, 'reflink check');
+    await fs.copyFile(`${base}.a`, `${base}.b`, constants.COPYFILE_FICLONE_FORCE);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await fs.rm(`${base}.a`, { force: true });
+    await fs.rm(`${base}.b`, { force: true });
+  }
+}

@@ -1,0 +1,89 @@
+import { existsSync } from 'node:fs';
+import type { Router } from '@qubes-bus/bus';
+import { StorageCreateVolumes, StoragePostStop, StoragePreStart, StorageRemoveVolumes, type DiskInfo } from '@qubes-bus/contracts';
+import { toAttrs, VOLUME_FRONTENDS } from '../volume-config';
+import type { Storage, VmVolume } from '../storage';
+
+/** The registry's calls: a new VM's volumes, a removed VM's, and each run's start and stop. */
+export function registerVmHooks(router: Router, storage: Storage): void {
+  router.serve(StorageCreateVolumes, async ({ payload }, ctx) => {
+    const made = await storage.createVolumes(payload.vm, payload.template, payload.pool);
+    for (const { config } of made) storage.changed(payload.vm.vm, config.name, 'create', config.size);
+    ctx.log.info({ vm: payload.vm.vm, volumes: made.map((v) => v.config.vid) }, 'volumes created');
+    return { volumes: made.map((v) => toAttrs(v.config)) };
+  });
+
+  router.serve(StorageRemoveVolumes, ({ payload }, ctx) =>
+    storage.withVm(payload.vm.vm, async () => {
+      const volumes = storage.volumesOf(payload.vm);
+      await storage.removeVolumes(volumes);
+      for (const { config } of volumes) storage.changed(payload.vm.vm, config.name, 'remove', 0);
+      ctx.log.info({ vm: payload.vm.vm, volumes: volumes.map((v) => v.config.vid) }, 'volumes removed');
+      return null;
+    }),
+  );
+
+  // Before a run: snapshots taken, volatile reset, dirty images opened; answers the disks.
+  // A VM that has no volume config yet (created offline) gets its volumes now.
+  router.serve(StoragePreStart, ({ payload }, ctx) =>
+    storage.withVm(payload.vm, async () => {
+      let state = await storage.vmStorage(ctx, payload.vm);
+      if (state.volumes.length === 0) {
+        const template = state.template === null ? null : await storage.vmStorage(ctx, state.template);
+        const made = await storage.createVolumes(state, template, undefined);
+        if (made.length > 0) {
+          await storage.saveVolumes(ctx, state.vm, made);
+          state = { ...state, volumes: made.map((v) => toAttrs(v.config)) };
+        }
+      }
+      const volumes = storage.volumesOf(state);
+      const kernel = volumes.find((v) => v.config.name === 'kernel');
+      if (kernel !== undefined && state.kernel !== null && kernel.config.vid !== state.kernel) {
+        // the kernel property moved on: the volume follows it
+        kernel.config.vid = state.kernel;
+        await storage.saveVolume(ctx, state, kernel);
+        return startVolumes(storage.volumesOf({ ...state, volumes: state.volumes.map((a) => (a['name'] === 'kernel' ? toAttrs(kernel.config) : a)) }), storage, payload.vm);
+      }
+      return startVolumes(volumes.filter((v) => v.config.name !== 'kernel' || state.kernel !== null), storage, payload.vm);
+    }),
+  );
+
+  // After a run: a persistent volume's writes committed, the rest dropped. Each volume as far
+  // as it goes: one that fails is logged and the others still stop.
+  router.serve(StoragePostStop, ({ payload }, ctx) =>
+    storage.withVm(payload.vm, async () => {
+      const state = await storage.vmStorage(ctx, payload.vm);
+      for (const { volume, config } of storage.volumesOf(state)) {
+        try {
+          await volume.stop();
+        } catch (err) {
+          ctx.log.error({ err, vm: payload.vm, vid: config.vid }, 'a volume could not be stopped');
+        }
+      }
+      return null;
+    }),
+  );
+}
+
+async function startVolumes(volumes: VmVolume[], storage: Storage, vm: string): Promise<{ disks: DiskInfo[] }> {
+  const started: VmVolume[] = [];
+  try {
+    for (const v of volumes) {
+      await v.volume.start();
+      started.push(v);
+    }
+  } catch (err) {
+    // a start that fails half-way leaves nothing prepared
+    for (const v of started.reverse()) await v.volume.stop().catch((stopErr: unknown) => storage.log.error({ err: stopErr, vm, vid: v.config.vid }, 'could not undo a volume start'));
+    throw err;
+  }
+  const disks: DiskInfo[] = [];
+  let spare = 'e'.charCodeAt(0);
+  for (const { volume, config } of volumes) {
+    // a kernel without a modules image (Qubes: block_device None) gives the VM no disk for it
+    if (config.name === 'kernel' && !existsSync(volume.blockDevice.path)) continue;
+    const frontend = VOLUME_FRONTENDS[config.name] ?? `xvd${String.fromCharCode(spare++)}`;
+    disks.push({ path: volume.blockDevice.path, type: volume.blockDevice.type, frontend, read_only: !config.rw });
+  }
+  return { disks };
+}

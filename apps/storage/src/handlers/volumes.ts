@@ -1,0 +1,179 @@
+import { receiveBytes, type HandlerContext, type Router } from '@qubes-bus/bus';
+import {
+  AdminVmVolumeClear,
+  AdminVmVolumeCloneCancel,
+  AdminVmVolumeCloneFrom,
+  AdminVmVolumeCloneTo,
+  AdminVmVolumeImport,
+  AdminVmVolumeImportWithSize,
+  AdminVmVolumeInfo,
+  AdminVmVolumeList,
+  AdminVmVolumeListSnapshots,
+  AdminVmVolumeResize,
+  AdminVmVolumeRevert,
+  AdminVmVolumeSetRevisionsToKeep,
+  AdminVmVolumeSetRw,
+  QubesError,
+} from '@qubes-bus/contracts';
+import { requireHalted, type Storage, type VmVolume, type VolumeAction } from '../storage';
+
+function destOf(ctx: { dest: string | undefined }): string {
+  if (ctx.dest === undefined) throw new QubesError('INTERNAL', 'a VM call without a destination');
+  return ctx.dest;
+}
+
+/** admin.vm.volume.*: one VM's volumes (qubes/api/admin.py vm_volume_*). */
+export function registerVolumeHandlers(router: Router, storage: Storage): void {
+  router.serve(AdminVmVolumeList, async (_request, ctx) => {
+    const state = await storage.vmStorage(ctx, destOf(ctx));
+    return state.volumes.map((attrs) => attrs['name'] ?? '');
+  });
+
+  router.serve(AdminVmVolumeInfo, async ({ arg }, ctx) => {
+    const state = await storage.vmStorage(ctx, destOf(ctx));
+    const { config, volume } = storage.volumeOf(state, arg);
+    return {
+      pool: config.pool,
+      vid: config.vid,
+      size: config.size,
+      usage: await volume.usage(),
+      rw: config.rw,
+      snap_on_start: config.snap_on_start,
+      save_on_stop: config.save_on_stop,
+      source: config.source,
+      revisions_to_keep: config.revisions_to_keep,
+      is_outdated: await volume.isOutdated(),
+    };
+  });
+
+  router.serve(AdminVmVolumeListSnapshots, async ({ arg }, ctx) => {
+    const state = await storage.vmStorage(ctx, destOf(ctx));
+    return (await storage.volumeOf(state, arg).volume.revisions()).map((r) => r.name);
+  });
+
+  /**
+   * One change to one volume, the VM's volume operations held off meanwhile: `halted` says what
+   * needs the VM halted (for the message); `change` does it and says what happened; the config is
+   * then saved through the registry and the change told.
+   */
+  const changeVolume = (
+    ctx: HandlerContext,
+    name: string,
+    halted: string | null,
+    change: (target: VmVolume) => Promise<VolumeAction | null>,
+  ): Promise<null> =>
+    storage.withVm(destOf(ctx), async () => {
+      const state = await storage.vmStorage(ctx, destOf(ctx));
+      if (halted !== null) requireHalted(state, halted);
+      const target = storage.volumeOf(state, name);
+      const action = await change(target);
+      if (action === null) return null;
+      await storage.saveVolume(ctx, state, target);
+      storage.changed(state.vm, name, action, target.config.size);
+      return null;
+    });
+
+  router.serve(AdminVmVolumeRevert, ({ arg, payload }, ctx) =>
+    changeVolume(ctx, arg, `reverting its ${arg} volume`, async ({ volume }) => {
+      await volume.revert(payload?.revision);
+      return 'revert';
+    }),
+  );
+
+  // A running VM's volume grows too (its running image does); the VM sees the new size at its
+  // next start, or once told (Qubes does the same through losetup and the VM's own resize).
+  router.serve(AdminVmVolumeResize, ({ arg, payload }, ctx) =>
+    changeVolume(ctx, arg, null, async ({ volume, config }) => {
+      if (payload.size === config.size) return null;
+      await volume.resize(payload.size);
+      return 'resize';
+    }),
+  );
+
+  router.serve(AdminVmVolumeSetRevisionsToKeep, ({ arg, payload }, ctx) =>
+    changeVolume(ctx, arg, null, async ({ config }) => {
+      config.revisions_to_keep = payload.value;
+      return 'set';
+    }),
+  );
+
+  router.serve(AdminVmVolumeSetRw, ({ arg, payload }, ctx) =>
+    changeVolume(ctx, arg, `changing whether it may write its ${arg} volume`, async ({ config }) => {
+      config.rw = payload.value;
+      return 'set';
+    }),
+  );
+
+  router.serve(AdminVmVolumeClear, ({ arg }, ctx) =>
+    changeVolume(ctx, arg, `clearing its ${arg} volume`, async ({ volume }) => {
+      await volume.importData((async function* () {})());
+      return 'clear';
+    }),
+  );
+
+  const startImport = async (arg: string, size: number | undefined, ctx: HandlerContext) => {
+    const vm = destOf(ctx);
+    const release = await storage.holdVm(vm);
+    try {
+      const state = await storage.vmStorage(ctx, vm);
+      requireHalted(state, `importing into its ${arg} volume`);
+      const target = storage.volumeOf(state, arg);
+      if (!target.config.save_on_stop) await target.volume.exportPath(); // VOLUME_NOT_PERSISTENT, before any data comes
+      const stream = receiveBytes<{ bytes: number }>(storage.bus.nc);
+      // The data comes after this call is answered: the import runs on, holding the VM's lock.
+      void (async () => {
+        try {
+          const { bytes } = await target.volume.importData(stream.chunks, { size, onProgress: storage.progress(vm, arg, 'import') });
+          await storage.saveVolume(ctx, state, target);
+          storage.changed(vm, arg, 'import', target.config.size);
+          ctx.log.info({ vm, volume: arg, bytes }, 'volume imported');
+          stream.finish({ ok: true, value: { bytes } });
+        } catch (err) {
+          ctx.log.warn({ err, vm, volume: arg }, 'volume import failed; the volume is as it was');
+          stream.finish({ ok: false, error: err instanceof QubesError ? err : new QubesError('INTERNAL', `the import failed (request ${ctx.reqId})`) });
+          if (!(err instanceof QubesError)) ctx.log.error({ err }, 'import failed unexpectedly');
+        } finally {
+          release();
+        }
+      })();
+      return { stream: stream.subject, chunk_bytes: stream.chunkBytes, window: stream.window };
+    } catch (err) {
+      release();
+      throw err;
+    }
+  };
+
+  router.serve(AdminVmVolumeImport, ({ arg }, ctx) => startImport(arg, undefined, ctx));
+  router.serve(AdminVmVolumeImportWithSize, ({ arg, payload }, ctx) => startImport(arg, payload.size, ctx));
+
+  router.serve(AdminVmVolumeCloneFrom, async ({ arg }, ctx) => {
+    const state = await storage.vmStorage(ctx, destOf(ctx));
+    await storage.volumeOf(state, arg).volume.exportPath(); // persistent, and there
+    return { token: storage.newCloneToken(state.vm, arg) };
+  });
+
+  // The copy runs in this service alone: nothing else (the registry least of all) waits for it,
+  // only this VM's other volume operations.
+  router.serve(AdminVmVolumeCloneTo, ({ arg, payload }, ctx) => {
+    const source = storage.takeCloneToken(payload.token);
+    const vm = destOf(ctx);
+    return storage.withVm(vm, async () => {
+      const state = await storage.vmStorage(ctx, vm);
+      requireHalted(state, `cloning into its ${arg} volume`);
+      const target = storage.volumeOf(state, arg);
+      const from = storage.volumeOf(await storage.vmStorage(ctx, source.vm), source.volume);
+      const cancel = storage.cancellable(vm, arg);
+      try {
+        const result = await target.volume.importVolume(from.volume, { signal: cancel.signal, onProgress: storage.progress(vm, arg, 'clone') });
+        await storage.saveVolume(ctx, state, target);
+        storage.changed(vm, arg, 'clone', target.config.size);
+        ctx.log.info({ vm, volume: arg, from: source, ...result }, 'volume cloned');
+        return result;
+      } finally {
+        cancel.done();
+      }
+    });
+  });
+
+  router.serve(AdminVmVolumeCloneCancel, ({ arg }, ctx) => storage.cancel(destOf(ctx), arg));
+}

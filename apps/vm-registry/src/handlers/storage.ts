@@ -1,0 +1,75 @@
+import type { HandlerContext, Router } from '@qubes-bus/bus';
+import {
+  isQubesError,
+  PowerState,
+  RegistryPools,
+  RegistryPoolUsers,
+  RegistrySetPools,
+  RegistrySetVolumes,
+  RegistryVmStorage,
+  VmClass,
+  type Endpoint,
+  type ReplyOf,
+  type RequestInputOf,
+  type VmStorage,
+} from '@qubes-bus/contracts';
+import { propertyDef } from '@qubes-bus/qubes-model';
+import type { Registry } from '../registry';
+
+const DEFAULT_POOL_PROPERTIES = ['default_pool', 'default_pool_root', 'default_pool_private', 'default_pool_volatile', 'default_pool_kernel'];
+
+/** What the storage service needs of a VM: class, template, power state, kernel, volume config. */
+export function vmStorage(registry: Registry, vm: string): VmStorage {
+  const app = registry.app;
+  const d = app.domain(vm);
+  const kernel = propertyDef(d.klass, 'kernel') === undefined ? null : (app.value(vm, 'kernel') as string | null);
+  return {
+    vm,
+    class: d.klass,
+    template: app.templateOf(vm),
+    power_state: d.klass === VmClass.AdminVM ? PowerState.Running : registry.power.state(vm, d.klass),
+    kernel: kernel === '' ? null : kernel,
+    volumes: app.volumeConfig(vm),
+  };
+}
+
+/**
+ * A call to another service that may not be running (offline, or a stack without it): null
+ * then, and the caller goes on without it.
+ */
+export async function callIfServed<E extends Endpoint>(ctx: HandlerContext, endpoint: E, body: RequestInputOf<E>, timeoutMs = 60_000): Promise<ReplyOf<E> | null> {
+  try {
+    return await ctx.request(endpoint, body, { timeoutMs });
+  } catch (err) {
+    if (isQubesError(err, 'SERVICE_UNAVAILABLE')) {
+      ctx.log.warn({ service: endpoint.service, call: endpoint.method }, 'the service is not running; going on without it');
+      return null;
+    }
+    throw err;
+  }
+}
+
+/** The volume config and the pools, kept in qubes.xml for the storage service. */
+export function registerStorageHandlers(router: Router, registry: Registry): void {
+  router.serve(RegistryVmStorage, ({ payload }) => vmStorage(registry, payload.vm));
+
+  router.serve(RegistrySetVolumes, ({ payload }, ctx) =>
+    registry.write(ctx, (app) => ({ mutation: app.setVolumeConfig(payload.vm, payload.volumes), reply: () => null })),
+  );
+
+  router.serve(RegistryPools, () => {
+    const app = registry.app;
+    const defaults: Record<string, string | null> = {};
+    for (const property of DEFAULT_POOL_PROPERTIES) defaults[property] = app.value(null, property) as string | null;
+    return { pools: app.pools.map((p) => ({ ...p.attrs })), defaults };
+  });
+
+  router.serve(RegistryPoolUsers, ({ payload }) => {
+    const app = registry.app;
+    const vms = [...app.domains.keys()].filter((vm) => app.volumeConfig(vm).some((v) => v['pool'] === payload.pool));
+    const properties = DEFAULT_POOL_PROPERTIES.filter((property) => app.value(null, property) === payload.pool);
+    return { vms, properties };
+  });
+
+  router.serve(RegistrySetPools, ({ payload }, ctx) => registry.write(ctx, (app) => ({ mutation: app.setPools(payload.pools), reply: () => null })));
+}
