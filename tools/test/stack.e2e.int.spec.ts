@@ -1,12 +1,15 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { tmpDataDir } from '@qubes-bus/testing';
 
 const ROOT = path.resolve(__dirname, '../..');
 const varDir = tmpDataDir('qubes-bus-stack-');
+// mkdtemp makes it 0700; QEMU, running as libvirt-qemu, must pass through to the VMs' images,
+// as it passes through a checkout's var/ (README: "Running VMs").
+chmodSync(varDir.path, 0o711);
 let stack: ChildProcess | undefined;
 
 /** A port nothing listens on: bound, read, released. */
@@ -96,7 +99,7 @@ describe('the embedded stack and qvm-ls, end to end', () => {
     const env: NodeJS.ProcessEnv = { ...process.env, QUBES_VAR_DIR: varDir.path, LOG_FORMAT: 'json' };
     delete env['QUBES_NATS_URL'];
     let lines = await startStack(env);
-    expect(new Set(lines.map((l) => l['service']))).toEqual(new Set(['stack', 'vm-registry']));
+    expect(new Set(lines.map((l) => l['service']))).toEqual(new Set(['stack', 'vm-registry', 'storage']));
     expect(existsSync(path.join(varDir.path, 'lib/qubes/qubes.xml'))).toBe(true);
 
     const listed = qvmLs({ QUBES_VAR_DIR: varDir.path, QUBES_NATS_URL: '' });
@@ -119,8 +122,16 @@ describe('the embedded stack and qvm-ls, end to end', () => {
       expect(npx(args, tools)).toEqual({ status: 0, stderr: '' });
     }
     expect(spawnSync('npx', ['qvm-ls', '--running', '--raw-list'], { cwd: ROOT, env: tools, encoding: 'utf8' }).stdout.split('\n')).toContain(vm);
+    // its disks are the storage service's images, the running ones
+    const vmDir = path.join(varDir.path, 'lib/qubes/appvms', vm);
+    const libvirtUri = String(lines.find((l) => l['msg'] === 'private libvirtd started')?.['uri']);
+    const dumped = spawnSync('virsh', ['-c', libvirtUri, 'dumpxml', vm], { encoding: 'utf8' }).stdout;
+    for (const volume of ['root', 'private', 'volatile']) expect(dumped).toContain(`<source file='${vmDir}/${volume}-dirty.img'`);
     expect(npx(['qvm-shutdown', '--wait', '--timeout', '1', vm], tools)).toEqual({ status: 0, stderr: '' });
+    expect(existsSync(path.join(vmDir, 'private-dirty.img'))).toBe(false); // committed at the stop
+    expect(existsSync(path.join(vmDir, 'private.img'))).toBe(true);
     expect(npx(['qvm-remove', '--force', vm], tools)).toEqual({ status: 0, stderr: '' });
+    expect(existsSync(vmDir)).toBe(false);
 
     const second = spawnSync('npm', ['start'], { cwd: ROOT, env, encoding: 'utf8', timeout: 60_000 });
     expect(second.status).not.toBe(0);
@@ -130,7 +141,7 @@ describe('the embedded stack and qvm-ls, end to end', () => {
     // stops them and comes up on the same store.
     process.kill(Number(readFileSync(path.join(varDir.path, 'stack.pid'), 'utf8')), 'SIGKILL');
     lines = await startStack(env);
-    expect(lines.filter((l) => l['msg'] === 'stopping a process left over by a stack that died')).toHaveLength(2);
+    expect(lines.filter((l) => l['msg'] === 'stopping a process left over by a stack that died')).toHaveLength(3); // nats-server and two services
     expect(qvmLs({ QUBES_VAR_DIR: varDir.path, QUBES_NATS_URL: '' }).stdout).toContain('dom0  Running  AdminVM');
 
     const exited = new Promise<string>((resolve) => stack!.once('exit', (code, signal) => resolve(signal ?? String(code))));

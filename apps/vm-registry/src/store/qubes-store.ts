@@ -112,7 +112,9 @@ export class QubesStore {
     const { dataDir, log } = options;
     const file = path.join(dataDir, STORE_FILE);
     await checkPresent(dataDir, options.create);
-    await fs.mkdir(dataDir, { recursive: true, mode: 0o2770 });
+    // Others may pass through (not list): QEMU under libvirt's qemu:///system runs as its own
+    // user (libvirt-qemu), who opens the VMs' images by path (libvirt lends it each image).
+    await fs.mkdir(dataDir, { recursive: true, mode: 0o2771 });
     if (options.create && !(await present(file)) && (await writeNew(file, serializeQubesXml(initialQubesApp(dataDir, options.epoch, { reflinks: await reflinksIn(dataDir) }))))) {
       log.info({ path: file }, 'created a new qubes.xml holding dom0');
     }
