@@ -7,18 +7,21 @@ import { resolveBusUrl, resolveDataDir } from './bus-url';
 import { failureReport, ToolFailures } from './errors';
 import type { ToolContext } from './tool';
 import { qvmCheck } from './tools/qvm-check';
+import { qvmClone } from './tools/qvm-clone';
 import { qvmCreate } from './tools/qvm-create';
 import { qvmEvents } from './tools/qvm-events';
 import { qvmFeatures } from './tools/qvm-features';
 import { qvmKill } from './tools/qvm-kill';
 import { qvmLs } from './tools/qvm-ls';
 import { qvmPause, qvmUnpause } from './tools/qvm-pause';
+import { qvmPool } from './tools/qvm-pool';
 import { qubesPrefs, qvmPrefs } from './tools/qvm-prefs';
 import { qvmRemove } from './tools/qvm-remove';
 import { qvmService } from './tools/qvm-service';
 import { qvmShutdown } from './tools/qvm-shutdown';
 import { qvmStart } from './tools/qvm-start';
 import { qvmTags } from './tools/qvm-tags';
+import { qvmVolume } from './tools/qvm-volume';
 
 const TOOLS = {
   'qvm-ls': qvmLs,
@@ -36,6 +39,9 @@ const TOOLS = {
   'qvm-pause': qvmPause,
   'qvm-unpause': qvmUnpause,
   'qvm-check': qvmCheck,
+  'qvm-volume': qvmVolume,
+  'qvm-pool': qvmPool,
+  'qvm-clone': qvmClone,
 } as const;
 
 export type ToolName = keyof typeof TOOLS;

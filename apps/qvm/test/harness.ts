@@ -1,11 +1,8 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
-import { connectBus } from '@qubes-bus/bus';
-import { AdminVmList, isQubesError } from '@qubes-bus/contracts';
-import { REPO_ROOT, startNats, startRegistry, trackProcess, tmpDataDir, type Started, type TestNats, type TmpDir } from '@qubes-bus/testing';
+import { AdminPoolList } from '@qubes-bus/contracts';
+import { REPO_ROOT, startNats, startRegistry, startService, trackProcess, tmpDataDir, type Started, type TestNats, type TmpDir } from '@qubes-bus/testing';
 
 export { buildBundles, REPO_ROOT, startRegistry } from '@qubes-bus/testing';
 export type { Started } from '@qubes-bus/testing';
@@ -112,13 +109,15 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-/** `registryEnv`: more environment for the registry (startRegistry). */
-export async function startStack(options: { registryEnv?: NodeJS.ProcessEnv } = {}): Promise<Stack> {
+/** `registryEnv`: more environment for the registry (startRegistry); `storage`: the storage service too. */
+export async function startStack(options: { registryEnv?: NodeJS.ProcessEnv; storage?: boolean } = {}): Promise<Stack> {
   const nats = await startNats();
   const dir = tmpDataDir('qubes-bus-qvm-');
   let registry: Started;
+  let storage: Started | undefined;
   try {
     registry = await startRegistry(nats.url, dir.path, options.registryEnv);
+    if (options.storage === true) storage = await startService('storage', nats.url, { QUBES_DATA_DIR: dir.path }, { endpoint: AdminPoolList, dest: 'dom0' });
   } catch (err) {
     await nats.stop();
     dir.remove();
@@ -131,6 +130,7 @@ export async function startStack(options: { registryEnv?: NodeJS.ProcessEnv } = 
     env: toolEnv(nats.url, dir.path),
     async stop() {
       try {
+        await storage?.stop();
         await registry.stop();
       } finally {
         await nats.stop();

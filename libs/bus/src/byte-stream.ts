@@ -16,11 +16,14 @@ import { encodeJson, errorFromReply, headerSafe, SERVICE_ERROR_CODE_HEADER, SERV
 export const STREAM_SEQ_HEADER = 'Qubes-Stream-Seq';
 export const STREAM_END_HEADER = 'Qubes-Stream-End';
 
-/** The chunk size for a connection: 1 MiB, less where the server takes less. */
+/** The largest chunk a connection's server takes (max_payload, less room for headers). */
 export function streamChunkBytes(nc: NatsConnection): number {
   const max = nc.info?.max_payload ?? 1024 * 1024;
-  return Math.max(4096, Math.min(1024 * 1024, max - 4096));
+  return Math.max(4096, max - 4096);
 }
+
+/** The chunk size a receiver asks for, where the server takes it. */
+export const STREAM_CHUNK_BYTES = 1024 * 1024;
 
 export const DEFAULT_STREAM_WINDOW = 8;
 
@@ -36,10 +39,11 @@ export interface ByteStreamReceiver<T> {
 }
 
 /**
- * Opens a stream to receive on. A sender silent for `idleMs` fails the iteration with TIMEOUT
- * (an abandoned import must not hold its temporary file for ever).
+ * Opens a stream to receive on, live at the server once this resolves (a sender on another
+ * connection could otherwise beat the subscription there). A sender silent for `idleMs` fails
+ * the iteration with TIMEOUT (an abandoned import must not hold its temporary file for ever).
  */
-export function receiveBytes<T>(nc: NatsConnection, options: { idleMs?: number; window?: number } = {}): ByteStreamReceiver<T> {
+export async function receiveBytes<T>(nc: NatsConnection, options: { idleMs?: number; window?: number; chunkBytes?: number } = {}): Promise<ByteStreamReceiver<T>> {
   const idleMs = options.idleMs ?? 30_000;
   const window = options.window ?? DEFAULT_STREAM_WINDOW;
   const subject = createInbox();
@@ -115,9 +119,10 @@ export function receiveBytes<T>(nc: NatsConnection, options: { idleMs?: number; 
     }
   }
 
+  await nc.flush();
   return {
     subject,
-    chunkBytes: streamChunkBytes(nc),
+    chunkBytes: Math.min(options.chunkBytes ?? STREAM_CHUNK_BYTES, streamChunkBytes(nc)),
     window,
     chunks: chunks(),
     finish(outcome) {
@@ -152,7 +157,7 @@ export interface SendOptions {
  */
 export async function sendBytes(nc: NatsConnection, subject: string, source: AsyncIterable<Uint8Array>, options: SendOptions = {}): Promise<unknown> {
   const window = options.window ?? DEFAULT_STREAM_WINDOW;
-  const chunkBytes = options.chunkBytes ?? streamChunkBytes(nc);
+  const chunkBytes = Math.min(options.chunkBytes ?? STREAM_CHUNK_BYTES, streamChunkBytes(nc));
   const inFlight = new Set<Promise<void>>();
   let failure: QubesError | undefined;
   let seq = 0;
@@ -179,7 +184,8 @@ export async function sendBytes(nc: NatsConnection, subject: string, source: Asy
   let pendingBytes = 0;
   const flush = async (all: boolean): Promise<void> => {
     while (pendingBytes >= chunkBytes || (all && pendingBytes > 0)) {
-      const joined = Buffer.concat(pending, pendingBytes);
+      // most sources give pieces of the chunk size: those go as they are, uncopied
+      const joined = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
       const chunk = joined.subarray(0, Math.min(chunkBytes, joined.length));
       const rest = joined.subarray(chunk.length);
       pending = rest.length > 0 ? [rest] : [];

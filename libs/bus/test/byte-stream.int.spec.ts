@@ -29,7 +29,7 @@ const sha = (data: Uint8Array): string => createHash('sha256').update(data).dige
 describe('bulk data over the bus', () => {
   it('carries 40 MiB in order, whatever the sender’s piece size, and answers the end with the receiver’s result', async () => {
     const data = randomBytes(40 * 1024 * 1024 + 12345);
-    const stream = receiveBytes<{ sha: string; bytes: number }>(receiver.nc);
+    const stream = await receiveBytes<{ sha: string; bytes: number }>(receiver.nc);
     const consumed = (async () => {
       const hash = createHash('sha256');
       let bytes = 0;
@@ -48,7 +48,7 @@ describe('bulk data over the bus', () => {
   });
 
   it('stops the sender with the receiver’s error as soon as the receiver fails', async () => {
-    const stream = receiveBytes<null>(receiver.nc);
+    const stream = await receiveBytes<null>(receiver.nc);
     let taken = 0;
     void (async () => {
       try {
@@ -74,7 +74,7 @@ describe('bulk data over the bus', () => {
   });
 
   it('gives up on a sender that goes silent (TIMEOUT), so nothing waits for ever', async () => {
-    const stream = receiveBytes<null>(receiver.nc, { idleMs: 300 });
+    const stream = await receiveBytes<null>(receiver.nc, { idleMs: 300 });
     const failure = await rejectionOf(
       (async () => {
         for await (const _chunk of stream.chunks) {

@@ -119,7 +119,7 @@ export function registerVolumeHandlers(router: Router, storage: Storage): void {
       requireHalted(state, `importing into its ${arg} volume`);
       const target = storage.volumeOf(state, arg);
       if (!target.config.save_on_stop) await target.volume.exportPath(); // VOLUME_NOT_PERSISTENT, before any data comes
-      const stream = receiveBytes<{ bytes: number }>(storage.bus.nc);
+      const stream = await receiveBytes<{ bytes: number }>(storage.bus.nc);
       // The data comes after this call is answered: the import runs on, holding the VM's lock.
       void (async () => {
         try {

@@ -15,8 +15,8 @@ import {
   removeEmptyDir,
   renameDurably,
   replaceFile,
+  SparseWriter,
   withNewFile,
-  writeUnlessZero,
   type CopyOptions,
   type CopyResult,
 } from './files';
@@ -260,16 +260,22 @@ class ReflinkVolume implements Volume {
     await replaceFile(this.clean, async (temp) => {
       await withNewFile(temp, async (out) => {
         await out.truncate(limit);
-        for await (const chunk of data) {
-          checkCancelled(options.signal);
-          if (bytes + chunk.byteLength > limit) {
-            throw new QubesError('VOLUME_TOO_BIG', `the data for ${this.config.vid} is larger than ${options.size === undefined ? 'the volume' : 'declared'} (${limit} bytes)`, {
-              details: { vid: this.config.vid, limit },
-            });
+        const writer = new SparseWriter(out);
+        try {
+          for await (const chunk of data) {
+            checkCancelled(options.signal);
+            if (bytes + chunk.byteLength > limit) {
+              throw new QubesError('VOLUME_TOO_BIG', `the data for ${this.config.vid} is larger than ${options.size === undefined ? 'the volume' : 'declared'} (${limit} bytes)`, {
+                details: { vid: this.config.vid, limit },
+              });
+            }
+            await writer.write(chunk);
+            bytes += chunk.byteLength;
+            options.onProgress?.(bytes, limit);
           }
-          await writeUnlessZero(out, chunk, bytes);
-          bytes += chunk.byteLength;
-          options.onProgress?.(bytes, limit);
+          await writer.finish();
+        } finally {
+          await writer.settle(); // nothing may write to the file once it is closed
         }
       });
       if (options.size !== undefined && bytes < options.size) {

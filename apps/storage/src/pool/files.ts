@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { copyFile, mkdir, open, rename, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
@@ -147,9 +148,9 @@ export interface CopyResult {
 
 /**
  * Copies `source` to `target` (replaced durably) as a reflink where the filesystem offers one,
- * else block by block keeping holes: an all-zero chunk is not written, so a sparse image stays
- * sparse (Qubes: `cp --sparse=always --reflink=auto`). The block copy reports progress and stops
- * at `signal`, removing what it wrote.
+ * else as Qubes does, with `cp --sparse=always` (it skips the holes it finds, and writes none
+ * where the data is zeros): a sparse image stays sparse. The copy reports progress (the size
+ * written so far, four times a second) and stops at `signal`, removing what it wrote.
  */
 export async function copyImage(source: string, target: string, options: CopyOptions = {}): Promise<CopyResult> {
   const { size } = await stat(source);
@@ -162,33 +163,46 @@ export async function copyImage(source: string, target: string, options: CopyOpt
     } catch (err) {
       if (!reflinkUnsupported(err)) throw err;
     }
-    return { reflinked: false, bytes: await withNewFile(temp, (out) => sparseCopy(source, out, size, options)) };
+    await rm(temp, { force: true });
+    await runCopy(['--sparse=always', '--reflink=never', '--', source, temp], temp, size, options);
+    options.onProgress?.(size, size);
+    return { reflinked: false, bytes: size };
+  });
+}
+
+function runCopy(args: string[], temp: string, size: number, options: CopyOptions): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('cp', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const poll = setInterval(() => {
+      stat(temp).then(
+        (s) => options.onProgress?.(Math.min(s.size, size), size),
+        () => undefined,
+      );
+    }, 250);
+    const abort = (): void => {
+      child.kill('SIGTERM');
+    };
+    options.signal?.addEventListener('abort', abort, { once: true });
+    child.once('error', (err) => {
+      clearInterval(poll);
+      reject(err);
+    });
+    child.once('close', (code, signal) => {
+      clearInterval(poll);
+      options.signal?.removeEventListener('abort', abort);
+      if (options.signal?.aborted === true) return reject(new QubesError('OPERATION_CANCELLED', 'the copy was cancelled'));
+      if (code === 0) return resolve();
+      if (/No space left|Disk quota/i.test(stderr)) return reject(Object.assign(new Error(stderr.trim()), { code: 'ENOSPC' }));
+      reject(new QubesError('STORAGE_COMMAND_FAILED', `cp ${args.join(' ')} failed (${signal ?? `status ${code}`}): ${stderr.trim()}`, { details: { command: 'cp', status: code } }));
+    });
   });
 }
 
 function reflinkUnsupported(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
   return code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EXDEV' || code === 'EINVAL' || code === 'ENOSYS' || code === 'ENOTTY';
-}
-
-async function sparseCopy(source: string, out: FileHandle, size: number, options: CopyOptions): Promise<number> {
-  const input = await open(source, 'r');
-  const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
-  try {
-    let offset = 0;
-    while (offset < size) {
-      checkCancelled(options.signal);
-      const { bytesRead } = await input.read(buffer, 0, Math.min(CHUNK_BYTES, size - offset), offset);
-      if (bytesRead === 0) break;
-      await writeUnlessZero(out, buffer.subarray(0, bytesRead), offset);
-      offset += bytesRead;
-      options.onProgress?.(offset, size);
-    }
-    await out.truncate(size);
-    return offset;
-  } finally {
-    await input.close();
-  }
 }
 
 /**
@@ -205,6 +219,52 @@ export async function writeUnlessZero(out: FileHandle, chunk: Uint8Array, offset
       const { bytesWritten } = await out.write(piece, written, piece.length - written, offset + start + written);
       written += bytesWritten;
     }
+  }
+}
+
+/**
+ * Writes a stream of chunks one after the other into a new (sparse) file, several writes in
+ * flight at once: the next chunk is taken while the last ones are still being written, as a
+ * pipe into dd would be. A chunk is kept until its write is done: the caller must not reuse it.
+ */
+export class SparseWriter {
+  private readonly pending = new Set<Promise<void>>();
+  private failure: unknown;
+  private offset = 0;
+
+  constructor(
+    private readonly out: FileHandle,
+    private readonly depth = 4,
+  ) {}
+
+  /** Bytes taken so far. */
+  get bytes(): number {
+    return this.offset;
+  }
+
+  /** Resolves once the chunk is queued (some earlier write has finished if too many were in flight). */
+  async write(chunk: Uint8Array): Promise<void> {
+    while (this.pending.size >= this.depth && this.failure === undefined) await Promise.race(this.pending);
+    if (this.failure !== undefined) throw this.failure;
+    const at = this.offset;
+    this.offset += chunk.byteLength;
+    const done: Promise<void> = writeUnlessZero(this.out, chunk, at)
+      .catch((err: unknown) => {
+        this.failure ??= err;
+      })
+      .finally(() => this.pending.delete(done));
+    this.pending.add(done);
+  }
+
+  /** Waits for every write; throws the first failure. */
+  async finish(): Promise<void> {
+    await this.settle();
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** Waits for every write, failed or not (before the file is closed). */
+  async settle(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all(this.pending);
   }
 }
 
