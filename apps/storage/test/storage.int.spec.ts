@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { connectBus, sendBytes, type Bus } from '@qubes-bus/bus';
+import { connectBus, receiveBytes, sendBytes, type Bus } from '@qubes-bus/bus';
 import {
   AdminPoolAdd,
   AdminPoolInfo,
@@ -20,6 +20,7 @@ import {
   AdminVmVolumeListSnapshots,
   AdminVmVolumeResize,
   AdminVmVolumeRevert,
+  StorageExportVolume,
   StoragePostStop,
   StoragePreStart,
   Subjects,
@@ -156,6 +157,22 @@ describe('the storage service', () => {
     expect(existsSync(path.join(dataDir, 'appvms/copy'))).toBe(false);
   });
 
+  it("sends a volume's committed data to a stream a backup opened", async () => {
+    const stream = await receiveBytes<null>(client.nc);
+    const received = (async () => {
+      const parts: Buffer[] = [];
+      for await (const chunk of stream.chunks) parts.push(Buffer.from(chunk));
+      stream.finish({ ok: true, value: null });
+      return Buffer.concat(parts);
+    })();
+    const reply = await client.request(StorageExportVolume, { payload: { vm: 'work', volume: 'private', stream: stream.subject, chunk_bytes: stream.chunkBytes, window: stream.window } });
+    const data = await received;
+    expect(reply.bytes).toBe(data.length);
+    expect(data.equals(readFileSync(image('appvms/work/private')))).toBe(true);
+    const volatile = await rejectionOf(client.request(StorageExportVolume, { payload: { vm: 'work', volume: 'volatile', stream: stream.subject, chunk_bytes: 1024, window: 1 } }));
+    expect(volatile.code).toBe('VOLUME_NOT_PERSISTENT');
+  });
+
   it("commits a template's root at each stop, and reverts it to the revision before", async () => {
     const rootImage = image('vm-templates/fedora/root');
     await run('fedora', (disks) => writeAt(disks[0]!.path, 0, Buffer.from('update one')));
@@ -208,5 +225,14 @@ describe('the storage service', () => {
     const unknownPool = await rejectionOf(client.request(AdminVmCreate.AppVM, { arg: 'fedora', payload: { name: 'lost', label: 'red', pool: 'nowhere' } }));
     expect(unknownPool.code).toBe('PROPERTY_VALUE_INVALID');
     expect(qubesXml()).not.toContain('lost');
+  });
+
+  it('answers a malformed request with BAD_REQUEST and goes on serving', async () => {
+    for (const body of ['{not json', JSON.stringify({ arg: '../../etc/passwd' }), JSON.stringify({ arg: 'private', payload: { size: -1 } })]) {
+      const subject = (body.includes('size') ? AdminVmVolumeResize : AdminVmVolumeInfo).subject('work');
+      const reply = await client.nc.request(subject, new TextEncoder().encode(body), { timeout: 5_000 });
+      expect(JSON.parse(new TextDecoder().decode(reply.data)).code).toBe('BAD_REQUEST');
+    }
+    expect((await client.request(AdminVmVolumeInfo, { arg: 'private' }, { dest: 'work' })).vid).toBe('appvms/work/private');
   });
 });

@@ -142,6 +142,7 @@ export {
   RegistrySetVolumes,
   RegistryVmStorage,
   StorageCreateVolumes,
+  StorageExportVolume,
   StorageRemoveVolumes,
   VolumeChanged,
   VolumeProgress,

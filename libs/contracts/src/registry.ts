@@ -65,6 +65,7 @@ import {
   RegistrySetVolumes,
   RegistryVmStorage,
   StorageCreateVolumes,
+  StorageExportVolume,
   StorageRemoveVolumes,
   VolumeChanged,
   VolumeProgress,
@@ -118,6 +119,7 @@ export const ALL_ENDPOINTS: readonly Endpoint[] = [
   RegistryPoolUsers,
   RegistrySetPools,
   StorageCreateVolumes,
+  StorageExportVolume,
   StorageRemoveVolumes,
 ];
 

@@ -1,6 +1,7 @@
-import { existsSync } from 'node:fs';
 import type { Router } from '@qubes-bus/bus';
-import { StorageCreateVolumes, StoragePostStop, StoragePreStart, StorageRemoveVolumes, type DiskInfo } from '@qubes-bus/contracts';
+import { createReadStream, existsSync } from 'node:fs';
+import { sendBytes } from '@qubes-bus/bus';
+import { StorageCreateVolumes, StorageExportVolume, StoragePostStop, StoragePreStart, StorageRemoveVolumes, type DiskInfo } from '@qubes-bus/contracts';
 import { toAttrs, VOLUME_FRONTENDS } from '../volume-config';
 import type { Storage, VmVolume } from '../storage';
 
@@ -47,6 +48,21 @@ export function registerVmHooks(router: Router, storage: Storage): void {
       return startVolumes(volumes.filter((v) => v.config.name !== 'kernel' || state.kernel !== null), storage, payload.vm);
     }),
   );
+
+  // A backup reads the committed image (a run's writes are not in it yet, as in Qubes). It is
+  // opened before the VM's lock is let go: a commit that renames a new image in meanwhile does
+  // not change what this export reads.
+  router.serve(StorageExportVolume, async ({ payload }, ctx) => {
+    const file = await storage.withVm(payload.vm, async () => {
+      const state = await storage.vmStorage(ctx, payload.vm);
+      const path = await storage.volumeOf(state, payload.volume).volume.exportPath();
+      const stream = createReadStream(path, { highWaterMark: payload.chunk_bytes });
+      await new Promise<void>((resolve, reject) => stream.once('open', () => resolve()).once('error', reject));
+      return stream;
+    });
+    await sendBytes(storage.bus.nc, payload.stream, file, { chunkBytes: payload.chunk_bytes, window: payload.window });
+    return { bytes: file.bytesRead };
+  });
 
   // After a run: a persistent volume's writes committed, the rest dropped. Each volume as far
   // as it goes: one that fails is logged and the others still stop.

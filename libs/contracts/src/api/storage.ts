@@ -333,3 +333,16 @@ export const StorageRemoveVolumes = defineInternal({
   reply: z.null(),
   errors: [],
 });
+
+/**
+ * A volume's committed data, sent to a stream the caller opened (libs/bus `receiveBytes`): what a
+ * backup reads. Answered once all of it has been taken, with its size.
+ */
+export const StorageExportVolume = defineInternal({
+  service: ServiceName.Storage,
+  method: 'volume-export',
+  summary: "Send a volume's committed data to the caller's stream (for backups)",
+  payload: z.object({ vm: z.string(), volume: volumeNameSchema, stream: z.string(), chunk_bytes: z.number(), window: z.number() }),
+  reply: z.object({ bytes: z.number() }),
+  errors: ['VM_NOT_FOUND', 'VOLUME_NOT_FOUND', 'VOLUME_NOT_PERSISTENT', 'VOLUME_DATA_MISSING', 'TIMEOUT'],
+});
