@@ -1,6 +1,7 @@
 import { QubesError, type StorageAttrs } from '@qubes-bus/contracts';
 import { FileReflinkPool } from './file-reflink';
 import { LinuxKernelPool } from './linux-kernel';
+import { LvmThinPool } from './lvm-thin';
 import { PoolDriverName, type Pool } from './types';
 
 interface Driver {
@@ -14,6 +15,10 @@ export const DRIVERS: Readonly<Record<string, Driver>> = {
   [PoolDriverName.FileReflink]: {
     options: ['dir_path', 'revisions_to_keep', 'setup_check'],
     make: (name, options) => new FileReflinkPool(name, options),
+  },
+  [PoolDriverName.LvmThin]: {
+    options: ['volume_group', 'thin_pool', 'revisions_to_keep'],
+    make: (name, options) => new LvmThinPool(name, options),
   },
   [PoolDriverName.LinuxKernel]: {
     options: ['dir_path'],

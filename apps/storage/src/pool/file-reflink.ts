@@ -4,7 +4,6 @@ import { copyFile, open, readdir, rm, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { QubesError } from '@qubes-bus/contracts';
 import {
-  checkCancelled,
   copyImage,
   createSparse,
   diskUsage,
@@ -15,11 +14,11 @@ import {
   removeEmptyDir,
   renameDurably,
   replaceFile,
-  SparseWriter,
   withNewFile,
   type CopyOptions,
   type CopyResult,
 } from './files';
+import { checkResize, requirePersistent, revisionToRevert, writeImport } from './volume-rules';
 import { PoolDriverName, type ImportOptions, type Pool, type PoolUsage, type Revision, type Volume, type VolumeConfig } from './types';
 
 /**
@@ -206,12 +205,7 @@ class ReflinkVolume implements Volume {
   }
 
   async resize(size: number): Promise<void> {
-    if (!this.config.rw) throw new QubesError('VOLUME_READ_ONLY', `volume ${this.config.vid} is read-only: it cannot be resized`, { details: { vid: this.config.vid } });
-    if (size < this.config.size) {
-      throw new QubesError('VOLUME_SHRINK_REFUSED', `volume ${this.config.vid} only grows: ${size} bytes is less than its ${this.config.size}`, {
-        details: { vid: this.config.vid, size: this.config.size, requested: size },
-      });
-    }
+    checkResize(this.config, size);
     // The running image first: its size is what the VM sees; the committed one follows at stop.
     for (const file of [this.dirty, this.clean]) {
       if (await exists(file)) {
@@ -239,50 +233,21 @@ class ReflinkVolume implements Volume {
   }
 
   async revert(revision?: string): Promise<void> {
-    this.requireSaveOnStop('revert');
-    if (await this.isDirty()) throw new QubesError('VM_RUNNING', `volume ${this.config.vid} is in use by a run: stop the VM first`, { details: { vid: this.config.vid } });
-    const revisions = await this.revisions();
-    const target = revision ?? revisions.at(-1)?.name;
-    if (target === undefined || !revisions.some((r) => r.name === target)) {
-      throw new QubesError('REVISION_NOT_FOUND', target === undefined ? `volume ${this.config.vid} has no revisions` : `volume ${this.config.vid} has no revision ${target}`, {
-        details: { vid: this.config.vid, revision: target ?? null },
-      });
-    }
+    const target = revisionToRevert(this.config, await this.isDirty(), await this.revisions(), revision);
     await this.addRevision();
     await renameDurably(this.revisionPath(target), this.clean);
     this.config.size = (await stat(this.clean)).size;
   }
 
   async importData(data: AsyncIterable<Uint8Array>, options: ImportOptions = {}): Promise<{ bytes: number }> {
-    this.requireSaveOnStop('import into');
+    requirePersistent(this.config, 'import into');
     const limit = options.size ?? this.config.size;
     let bytes = 0;
     await replaceFile(this.clean, async (temp) => {
-      await withNewFile(temp, async (out) => {
+      bytes = await withNewFile(temp, async (out) => {
         await out.truncate(limit);
-        const writer = new SparseWriter(out);
-        try {
-          for await (const chunk of data) {
-            checkCancelled(options.signal);
-            if (bytes + chunk.byteLength > limit) {
-              throw new QubesError('VOLUME_TOO_BIG', `the data for ${this.config.vid} is larger than ${options.size === undefined ? 'the volume' : 'declared'} (${limit} bytes)`, {
-                details: { vid: this.config.vid, limit },
-              });
-            }
-            await writer.write(chunk);
-            bytes += chunk.byteLength;
-            options.onProgress?.(bytes, limit);
-          }
-          await writer.finish();
-        } finally {
-          await writer.settle(); // nothing may write to the file once it is closed
-        }
+        return writeImport(out, data, this.config, limit, options);
       });
-      if (options.size !== undefined && bytes < options.size) {
-        throw new QubesError('VOLUME_IMPORT_SHORT', `the data for ${this.config.vid} ended after ${bytes} of the ${options.size} bytes declared`, {
-          details: { vid: this.config.vid, size: options.size, received: bytes },
-        });
-      }
       await this.addRevision();
     });
     await this.pruneRevisions();
@@ -291,7 +256,7 @@ class ReflinkVolume implements Volume {
   }
 
   async importVolume(source: Volume, options: CopyOptions = {}): Promise<CopyResult> {
-    this.requireSaveOnStop('clone into');
+    requirePersistent(this.config, 'clone into');
     const from = await source.exportPath();
     const result = await replaceFile(this.clean, async (temp) => {
       const copied = await copyImage(from, temp, options);
@@ -304,7 +269,7 @@ class ReflinkVolume implements Volume {
   }
 
   async exportPath(): Promise<string> {
-    this.requireSaveOnStop('export');
+    requirePersistent(this.config, 'export');
     await this.verify();
     return this.clean;
   }
@@ -338,11 +303,6 @@ class ReflinkVolume implements Volume {
     }
   }
 
-  private requireSaveOnStop(what: string): void {
-    if (!this.config.save_on_stop) {
-      throw new QubesError('VOLUME_NOT_PERSISTENT', `cannot ${what} ${this.config.vid}: it keeps no data between runs`, { details: { vid: this.config.vid } });
-    }
-  }
 }
 
 /** Whether the filesystem of `dir` shares extents (FICLONE between two files in it). */
