@@ -10,6 +10,7 @@ import {
   AdminPoolListDrivers,
   AdminPoolRemove,
   AdminVmCreate,
+  AdminVmProperty,
   AdminVmRemove,
   AdminVmVolumeClear,
   AdminVmVolumeCloneFrom,
@@ -155,6 +156,24 @@ describe('the storage service', () => {
 
     await client.request(AdminVmRemove, {}, { dest: 'copy' });
     expect(existsSync(path.join(dataDir, 'appvms/copy'))).toBe(false);
+  });
+
+  it("starts a disposable VM on snapshots of its AppVM's private and its template's root, and keeps nothing of its run", async () => {
+    await client.request(AdminVmProperty.Set, { arg: 'template_for_dispvms', payload: { value: true } }, { dest: 'work' });
+    await client.request(AdminVmCreate.DispVM, { arg: 'work', payload: { name: 'disp1', label: 'red' } });
+    const root = await client.request(AdminVmVolumeInfo, { arg: 'root' }, { dest: 'disp1' });
+    const privateInfo = await client.request(AdminVmVolumeInfo, { arg: 'private' }, { dest: 'disp1' });
+    expect(root).toMatchObject({ snap_on_start: true, save_on_stop: false, source: 'vm-templates/fedora/root' });
+    expect(privateInfo).toMatchObject({ snap_on_start: true, save_on_stop: false, source: 'appvms/work/private' });
+    const workData = readFileSync(image('appvms/work/private'));
+    await run('disp1', (disks) => {
+      expect(readFileSync(disks[1]!.path).equals(workData)).toBe(true);
+      writeAt(disks[1]!.path, 0, Buffer.from('written in a disposable'));
+    });
+    expect(readFileSync(image('appvms/work/private')).equals(workData)).toBe(true);
+    expect(existsSync(path.join(dataDir, 'appvms/disp1/private.img'))).toBe(false);
+    await client.request(AdminVmRemove, {}, { dest: 'disp1' });
+    await client.request(AdminVmProperty.Set, { arg: 'template_for_dispvms', payload: { value: false } }, { dest: 'work' });
   });
 
   it("sends a volume's committed data to a stream a backup opened", async () => {
