@@ -13,7 +13,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { connectBus } from '@qubes-bus/bus';
-import { AdminVmList, AdminVmProperty } from '@qubes-bus/contracts';
+import { AdminVmList } from '@qubes-bus/contracts';
 import { createLogger } from '@qubes-bus/log';
 import { loadQubesXml, serializeQubesXml } from '@qubes-bus/qubes-model';
 import { startNats, tmpDataDir, type TestNats } from '@qubes-bus/testing';

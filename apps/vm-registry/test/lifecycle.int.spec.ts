@@ -67,15 +67,6 @@ async function subscribe(name: string): Promise<EventSubscription> {
 }
 const names = (events: ReceivedEvent[]): string[] => events.map((e) => e.message.event);
 
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<number> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-  return Date.now() - started;
-}
-
 beforeAll(async () => {
   [nats, libvirtd] = await Promise.all([startNats(), startLibvirtd({ driver: 'qemu' })]);
   dir = tmpDataDir();

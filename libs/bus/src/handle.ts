@@ -38,6 +38,12 @@ export interface HandlerContext {
   request<E extends Endpoint>(endpoint: E, body: RequestInputOf<E>, options?: Omit<RequestOptions, 'reqId'>): Promise<ReplyOf<E>>;
 }
 
+/** The destination VM of an Admin API call: every VM call has one (the router decoded it). */
+export function destOf(ctx: Pick<HandlerContext, 'dest'>): string {
+  if (ctx.dest === undefined) throw new QubesError('INTERNAL', 'a VM call without a destination');
+  return ctx.dest;
+}
+
 export type Handler<E extends Endpoint> = (request: RequestOf<E>, ctx: HandlerContext) => ReplyOf<E> | Promise<ReplyOf<E>>;
 
 /** Where handlers are registered: a NATS micro service, or a local router. */
@@ -86,7 +92,7 @@ export async function handleRequest<E extends Endpoint>(
         return log();
       },
       subject: incoming.subject,
-      dest: endpoint.kind === 'api' ? destOf(incoming.subject) : undefined,
+      dest: endpoint.kind === 'api' ? destFromSubject(incoming.subject) : undefined,
       request: (next, body, options = {}) => onward.request(next, body, { ...options, reqId }),
     };
     const result = await handler(parsed.data as RequestOf<E>, ctx);
@@ -128,7 +134,7 @@ function sortFailure(err: unknown, endpoint: Endpoint, reqId: string, log: Logge
 }
 
 /** `qubes.api.<dest>.<method…>`: the destination token, decoded. */
-function destOf(subject: string): string {
+function destFromSubject(subject: string): string {
   return vmNameFromToken(subject.slice(API_PREFIX.length + 1).split('.', 1)[0] ?? '');
 }
 

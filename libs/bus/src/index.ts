@@ -4,7 +4,7 @@ export type { ConnectOptions } from './connect';
 export { EVENT_PUBLISH_PATIENCE_MS, patiently } from './patiently';
 export type { EventSubscription, ReceivedEvent, SubscribeOptions } from './events';
 export type { BusService, ServiceOptions } from './serve';
-export { handleRequest } from './handle';
+export { destOf, handleRequest } from './handle';
 export type { Handler, HandlerContext, Incoming, Outcome, RequestOptions, Requester, Router } from './handle';
 export { SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER } from './wire';
 export { LocalRouter, reportFatal, serveStdio, StdioRequester } from './stdio';

@@ -28,22 +28,20 @@ export function registerVmHooks(router: Router, storage: Storage): void {
   // A VM that has no volume config yet (created offline) gets its volumes now.
   router.serve(StoragePreStart, ({ payload }, ctx) =>
     storage.withVm(payload.vm, async () => {
-      let state = await storage.vmStorage(ctx, payload.vm);
-      if (state.volumes.length === 0) {
+      const state = await storage.vmStorage(ctx, payload.vm);
+      let volumes: VmVolume[];
+      if (state.volumes.length > 0) {
+        volumes = storage.volumesOf(state);
+      } else {
         const template = state.template === null ? null : await storage.vmStorage(ctx, state.template);
-        const made = await storage.createVolumes(state, template, undefined);
-        if (made.length > 0) {
-          await storage.saveVolumes(ctx, state.vm, made);
-          state = { ...state, volumes: made.map((v) => toAttrs(v.config)) };
-        }
+        volumes = await storage.createVolumes(state, template, undefined);
+        if (volumes.length > 0) await storage.saveVolumes(ctx, state.vm, volumes);
       }
-      const volumes = storage.volumesOf(state);
       const kernel = volumes.find((v) => v.config.name === 'kernel');
       if (kernel !== undefined && state.kernel !== null && kernel.config.vid !== state.kernel) {
-        // the kernel property moved on: the volume follows it
+        // the kernel property moved on: the volume follows it (it reads its vid from this config)
         kernel.config.vid = state.kernel;
-        await storage.saveVolume(ctx, state, kernel);
-        return startVolumes(storage.volumesOf({ ...state, volumes: state.volumes.map((a) => (a['name'] === 'kernel' ? toAttrs(kernel.config) : a)) }), storage, payload.vm);
+        await storage.saveVolumes(ctx, state.vm, volumes);
       }
       return startVolumes(volumes.filter((v) => v.config.name !== 'kernel' || state.kernel !== null), storage, payload.vm);
     }),

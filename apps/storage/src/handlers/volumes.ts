@@ -1,4 +1,4 @@
-import { receiveBytes, type HandlerContext, type Router } from '@qubes-bus/bus';
+import { destOf, receiveBytes, type HandlerContext, type Router } from '@qubes-bus/bus';
 import {
   AdminVmVolumeClear,
   AdminVmVolumeCloneCancel,
@@ -16,11 +16,6 @@ import {
   QubesError,
 } from '@qubes-bus/contracts';
 import { requireHalted, type Storage, type VmVolume, type VolumeAction } from '../storage';
-
-function destOf(ctx: { dest: string | undefined }): string {
-  if (ctx.dest === undefined) throw new QubesError('INTERNAL', 'a VM call without a destination');
-  return ctx.dest;
-}
 
 /** admin.vm.volume.*: one VM's volumes (qubes/api/admin.py vm_volume_*). */
 export function registerVolumeHandlers(router: Router, storage: Storage): void {

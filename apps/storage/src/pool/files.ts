@@ -12,11 +12,11 @@ import { QubesError } from '@qubes-bus/contracts';
  */
 
 /** Images are copied and scanned in pieces of this size. */
-export const CHUNK_BYTES = 4 * 1024 * 1024;
+const CHUNK_BYTES = 4 * 1024 * 1024;
 
 const ZERO_CHUNK = Buffer.alloc(CHUNK_BYTES);
 
-export async function fsyncDir(dir: string): Promise<void> {
+async function fsyncDir(dir: string): Promise<void> {
   const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     await handle.sync();
@@ -209,7 +209,7 @@ function reflinkUnsupported(err: unknown): boolean {
  * Writes `chunk` at `offset`, leaving out every all-zero piece of it (the file has a hole there
  * already: images are made sparse and only grow).
  */
-export async function writeUnlessZero(out: FileHandle, chunk: Uint8Array, offset: number): Promise<void> {
+async function writeUnlessZero(out: FileHandle, chunk: Uint8Array, offset: number): Promise<void> {
   const data = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   for (let start = 0; start < data.length; start += CHUNK_BYTES) {
     const piece = data.subarray(start, start + CHUNK_BYTES);
@@ -273,7 +273,7 @@ export function checkCancelled(signal: AbortSignal | undefined): void {
 }
 
 /** A full disk is the user's STORAGE_FULL; a QubesError passes as it is. */
-export function storageError(err: unknown, file: string): unknown {
+function storageError(err: unknown, file: string): unknown {
   if (err instanceof QubesError) return err;
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ENOSPC' || code === 'EDQUOT') {

@@ -1,7 +1,6 @@
-import type { Router } from '@qubes-bus/bus';
+import { destOf, type Router } from '@qubes-bus/bus';
 import { AdminLabel, AdminVmFeature, AdminVmTag } from '@qubes-bus/contracts';
 import type { Registry } from '../registry';
-import { destOf } from './vm';
 
 export function registerFeatureHandlers(router: Router, registry: Registry): void {
   router.serve(AdminVmFeature.List, (_req, ctx) => {

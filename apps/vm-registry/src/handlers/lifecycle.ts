@@ -1,4 +1,4 @@
-import type { Router } from '@qubes-bus/bus';
+import { destOf, type Router } from '@qubes-bus/bus';
 import {
   AdminHostInfo,
   AdminVmCurrentState,
@@ -9,7 +9,6 @@ import {
   AdminVmUnpause,
 } from '@qubes-bus/contracts';
 import type { Registry } from '../registry';
-import { destOf } from './vm';
 
 /** admin.vm.Start … CurrentState and admin.host.Info: the lifecycle, on the bus. */
 export function registerLifecycleHandlers(router: Router, registry: Registry): void {

@@ -1,7 +1,6 @@
-import type { HandlerContext, Router } from '@qubes-bus/bus';
+import { destOf, type HandlerContext, type Router } from '@qubes-bus/bus';
 import { AdminProperty, AdminVmProperty } from '@qubes-bus/contracts';
 import type { Registry } from '../registry';
-import { destOf } from './vm';
 
 /**
  * `admin.vm.property.*` (on a VM) and `admin.property.*` (the system's, on dom0): one set of

@@ -1,4 +1,4 @@
-import type { Router } from '@qubes-bus/bus';
+import { destOf, type Router } from '@qubes-bus/bus';
 import {
   AdminVmclassList,
   AdminVmCreate,
@@ -16,12 +16,6 @@ import {
 import { propertyDef, type Domain, type Mutation, type QubesApp } from '@qubes-bus/qubes-model';
 import type { Registry } from '../registry';
 import { callIfServed, vmStorage } from './storage';
-
-/** The destination of a VM call: every VM call has one. */
-export function destOf(ctx: { dest: string | undefined }): string {
-  if (ctx.dest === undefined) throw new QubesError('INTERNAL', 'a VM call without a destination');
-  return ctx.dest;
-}
 
 /**
  * The columns every listing shows, per VM, kept while the VM's revision stands (a change to
