@@ -121,14 +121,20 @@ export class Storage {
     return caller.request(RegistryVmStorage, { payload: { vm } });
   }
 
-  /** The VM's volumes, in Qubes' order, each bound to its pool; a snapshot to its source. */
-  volumesOf(state: VmStorage): VmVolume[] {
-    return state.volumes.map((attrs) => {
-      const config = fromAttrs(attrs);
-      const pool = this.pool(config.pool);
-      const source = config.snap_on_start && config.source !== null ? pool.volume(sourceConfig(config)) : undefined;
-      return { config, volume: pool.volume(config, source) };
-    });
+  /**
+   * The VM's volumes in Qubes' order (or only the one named `only`), each bound to its pool, a
+   * snapshot to its source, and each told of the VM (the file pool layers by virt_mode).
+   */
+  volumesOf(state: VmStorage, only?: string): VmVolume[] {
+    const configs = state.volumes.map(fromAttrs);
+    const context = { virtMode: state.virt_mode, volumes: configs };
+    return configs
+      .filter((config) => only === undefined || config.name === only)
+      .map((config) => {
+        const pool = this.pool(config.pool);
+        const source = config.snap_on_start && config.source !== null ? pool.volume(sourceConfig(config)) : undefined;
+        return { config, volume: pool.volume(config, source, context) };
+      });
   }
 
   volumeOf(state: VmStorage, name: string): VmVolume {
@@ -136,7 +142,7 @@ export class Storage {
     if (found === undefined) {
       throw new QubesError('VOLUME_NOT_FOUND', `${state.vm} has no volume ${name}`, { details: { vm: state.vm, volume: name } });
     }
-    return this.volumesOf({ ...state, volumes: [found] })[0]!;
+    return this.volumesOf(state, name)[0]!;
   }
 
   /** Writes the VM's volume config back (qubes.xml, through the registry). */

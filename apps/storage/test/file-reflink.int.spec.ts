@@ -6,7 +6,7 @@ import path from 'node:path';
 import { loopFilesystem, rejectionOf, tmpDataDir, type LoopFilesystem, type TmpDir } from '@qubes-bus/testing';
 import { FileReflinkPool } from '../src/pool/file-reflink';
 import type { Volume, VolumeConfig } from '../src/pool/types';
-import { GiB, MiB, pieces, readAt, writeAt } from './images';
+import { GiB, MiB, pieces, readAt, volumeConfig, writeAt } from './images';
 
 
 // Buffers are compared with equals(): Jest's toEqual walks a megabyte byte by byte, for seconds.
@@ -29,20 +29,6 @@ afterAll(() => {
   scratch?.remove();
 });
 
-function volumeConfig(vid: string, overrides: Partial<VolumeConfig> = {}): VolumeConfig {
-  return {
-    name: path.basename(vid),
-    pool: 'test',
-    vid,
-    size: 2 * GiB,
-    rw: true,
-    snap_on_start: false,
-    save_on_stop: true,
-    source: null,
-    revisions_to_keep: 1,
-    ...overrides,
-  };
-}
 
 function usedBytes(dir: string): number {
   const fs = statfsSync(dir);
@@ -70,11 +56,11 @@ describe('the file-reflink pool, on real filesystems', () => {
 
     // first run: the VM sees its template's root, writes to all three
     for (const volume of [root, privateVolume, volatile]) await volume.start();
-    expect(readAt(root.blockDevice.path, 0, MiB).equals(templateData)).toBe(true);
+    expect(readAt(root.blockDevice!.path, 0, MiB).equals(templateData)).toBe(true);
     const pattern = Buffer.concat([Buffer.from('private data of work\n'), randomBytes(MiB)]);
-    writeAt(privateVolume.blockDevice.path, 5 * MiB, pattern);
-    writeAt(root.blockDevice.path, 0, Buffer.from('changed in the AppVM'));
-    writeAt(volatile.blockDevice.path, 0, Buffer.from('swap'));
+    writeAt(privateVolume.blockDevice!.path, 5 * MiB, pattern);
+    writeAt(root.blockDevice!.path, 0, Buffer.from('changed in the AppVM'));
+    writeAt(volatile.blockDevice!.path, 0, Buffer.from('swap'));
     expect(await privateVolume.isDirty()).toBe(true);
     for (const volume of [root, privateVolume, volatile]) await volume.stop();
     expect(existsSync(path.join(xfs.path, 'appvms/work/root.img'))).toBe(false);
@@ -82,9 +68,9 @@ describe('the file-reflink pool, on real filesystems', () => {
 
     // second run: root is the template's again, private kept, volatile empty
     for (const volume of [root, privateVolume, volatile]) await volume.start();
-    expect(readAt(root.blockDevice.path, 0, MiB).equals(templateData)).toBe(true);
-    expect(readAt(privateVolume.blockDevice.path, 5 * MiB, pattern.length).equals(pattern)).toBe(true);
-    expect(readAt(volatile.blockDevice.path, 0, 4).equals(Buffer.alloc(4))).toBe(true);
+    expect(readAt(root.blockDevice!.path, 0, MiB).equals(templateData)).toBe(true);
+    expect(readAt(privateVolume.blockDevice!.path, 5 * MiB, pattern.length).equals(pattern)).toBe(true);
+    expect(readAt(volatile.blockDevice!.path, 0, 4).equals(Buffer.alloc(4))).toBe(true);
     for (const volume of [root, privateVolume, volatile]) await volume.stop();
 
     // clone: shared extents, so no time and no space, whatever the size
@@ -175,7 +161,7 @@ describe('the file-reflink pool, on real filesystems', () => {
     const contents: Buffer[] = [];
     for (const version of ['first', 'second', 'third']) {
       await root.start();
-      writeAt(root.blockDevice.path, 0, Buffer.from(`${version} update of the template\n`));
+      writeAt(root.blockDevice!.path, 0, Buffer.from(`${version} update of the template\n`));
       await root.stop();
       contents.push(readFileSync(image));
     }

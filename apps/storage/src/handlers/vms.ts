@@ -95,9 +95,11 @@ async function startVolumes(volumes: VmVolume[], storage: Storage, vm: string): 
   let spare = 'e'.charCodeAt(0);
   for (const { volume, config } of volumes) {
     // a kernel without a modules image (Qubes: block_device None) gives the VM no disk for it
-    if (config.name === 'kernel' && !existsSync(volume.blockDevice.path)) continue;
+    const device = volume.blockDevice;
+    if (device === null) continue; // a layer of another volume (the file pool's HVM volatile)
+    if (config.name === 'kernel' && !existsSync(device.path)) continue;
     const frontend = VOLUME_FRONTENDS[config.name] ?? `xvd${String.fromCharCode(spare++)}`;
-    disks.push({ path: volume.blockDevice.path, type: volume.blockDevice.type, frontend, read_only: !config.rw });
+    disks.push({ path: device.path, type: device.type, frontend, read_only: !config.rw || device.readOnly === true });
   }
   return { disks };
 }

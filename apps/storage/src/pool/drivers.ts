@@ -1,4 +1,5 @@
 import { QubesError, type StorageAttrs } from '@qubes-bus/contracts';
+import { FilePool } from './file-dm';
 import { FileReflinkPool } from './file-reflink';
 import { LinuxKernelPool } from './linux-kernel';
 import { LvmThinPool } from './lvm-thin';
@@ -15,6 +16,10 @@ export const DRIVERS: Readonly<Record<string, Driver>> = {
   [PoolDriverName.FileReflink]: {
     options: ['dir_path', 'revisions_to_keep', 'setup_check'],
     make: (name, options) => new FileReflinkPool(name, options),
+  },
+  [PoolDriverName.File]: {
+    options: ['dir_path', 'revisions_to_keep'],
+    make: (name, options) => new FilePool(name, options),
   },
   [PoolDriverName.LvmThin]: {
     options: ['volume_group', 'thin_pool', 'revisions_to_keep'],

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { copyFile, open, readdir, rm, stat, statfs } from 'node:fs/promises';
+import { copyFile, open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { QubesError } from '@qubes-bus/contracts';
 import {
@@ -9,7 +9,6 @@ import {
   diskUsage,
   exists,
   growFile,
-  makeDir,
   removeDurably,
   removeEmptyDir,
   renameDurably,
@@ -18,8 +17,9 @@ import {
   type CopyOptions,
   type CopyResult,
 } from './files';
+import { checkOptions, DirPool, poolInvalid } from './dir-pool';
 import { checkResize, requirePersistent, revisionToRevert, writeImport } from './volume-rules';
-import { PoolDriverName, type ImportOptions, type Pool, type PoolUsage, type Revision, type Volume, type VolumeConfig } from './types';
+import { PoolDriverName, type ImportOptions, type Pool, type Revision, type Volume, type VolumeConfig } from './types';
 
 /**
  * `file-reflink` (Qubes R4's default on btrfs and xfs): each volume is plain files under the
@@ -32,24 +32,15 @@ import { PoolDriverName, type ImportOptions, type Pool, type PoolUsage, type Rev
  * Copies are reflinks where the filesystem shares extents (btrfs, xfs with reflink=1): a clone
  * or snapshot of any size takes no time and no space. Elsewhere they are sparse block copies.
  */
-export class FileReflinkPool implements Pool {
+export class FileReflinkPool extends DirPool implements Pool {
   readonly driver = PoolDriverName.FileReflink;
-  readonly name: string;
-  readonly dirPath: string;
   readonly revisionsToKeep: number;
   private readonly setupCheck: boolean;
 
   /** Options as Qubes spells them: dir_path, revisions_to_keep, setup_check (yes/no). */
   constructor(name: string, options: Readonly<Record<string, string>>) {
-    const known = new Set(['dir_path', 'revisions_to_keep', 'setup_check', 'ephemeral_volatile']);
-    for (const option of Object.keys(options)) {
-      if (!known.has(option)) throw invalid(name, `the file-reflink driver has no option ${JSON.stringify(option)}`, option);
-    }
-    const dir = options['dir_path'];
-    if (dir === undefined || dir === '') throw invalid(name, 'a file-reflink pool needs dir_path', 'dir_path');
-    if (!path.isAbsolute(dir)) throw invalid(name, `dir_path ${JSON.stringify(dir)} is not an absolute path`, 'dir_path');
-    this.name = name;
-    this.dirPath = path.resolve(dir);
+    checkOptions(name, PoolDriverName.FileReflink, options, ['dir_path', 'revisions_to_keep', 'setup_check', 'ephemeral_volatile']);
+    super(name, PoolDriverName.FileReflink, options);
     this.revisionsToKeep = parseCount(name, 'revisions_to_keep', options['revisions_to_keep'] ?? '1');
     this.setupCheck = parseYesNo(name, 'setup_check', options['setup_check'] ?? 'yes');
   }
@@ -64,35 +55,15 @@ export class FileReflinkPool implements Pool {
     };
   }
 
-  /**
-   * The directory must exist already (a pool on a disk that is not mounted must not quietly
-   * fill the root filesystem); with setup_check (the default) it must also do reflinks.
-   */
-  async setup(): Promise<void> {
-    let isDir = false;
-    try {
-      isDir = (await stat(this.dirPath)).isDirectory();
-    } catch {
-      // reported below
-    }
-    if (!isDir) throw invalid(this.name, `dir_path ${this.dirPath} does not exist or is not a directory`, 'dir_path');
+  /** With setup_check (the default) the directory's filesystem must do reflinks. */
+  protected override async checkDirectory(): Promise<void> {
     if (this.setupCheck && !(await reflinkSupported(this.dirPath))) {
-      throw invalid(
+      throw poolInvalid(
         this.name,
         `the filesystem of ${this.dirPath} does not do reflinks: copies would take time and space. Add setup_check=no to use it anyway`,
         'setup_check',
       );
     }
-    for (const prefix of ['appvms', 'vm-templates']) await makeDir(path.join(this.dirPath, prefix));
-  }
-
-  async usage(): Promise<PoolUsage> {
-    const fs = await statfs(this.dirPath);
-    return { size: fs.blocks * fs.bsize, usage: (fs.blocks - fs.bfree) * fs.bsize };
-  }
-
-  vidFor(vm: { name: string; dirPrefix: string }, volume: string): string {
-    return `${vm.dirPrefix}/${vm.name}/${volume}`;
   }
 
   volume(config: VolumeConfig, source?: Volume): Volume {
@@ -102,15 +73,6 @@ export class FileReflinkPool implements Pool {
       });
     }
     return new ReflinkVolume(this, config, config.snap_on_start ? (source as ReflinkVolume) : null);
-  }
-
-  /** The image of `vid` under this pool, checked to stay inside it. */
-  imagePath(vid: string, suffix: string): string {
-    const file = path.resolve(this.dirPath, `${vid}${suffix}`);
-    if (!file.startsWith(`${this.dirPath}${path.sep}`)) {
-      throw new QubesError('BAD_REQUEST', `volume id ${JSON.stringify(vid)} leaves the pool's directory`, { details: { field: 'vid' } });
-    }
-    return file;
   }
 }
 
@@ -325,12 +287,8 @@ export async function reflinkSupported(dir: string): Promise<boolean> {
   }
 }
 
-function invalid(pool: string, message: string, option: string): QubesError {
-  return new QubesError('POOL_INVALID', `pool ${pool}: ${message}`, { details: { pool, option } });
-}
-
 function parseCount(pool: string, option: string, value: string): number {
-  if (!/^\d{1,4}$/.test(value)) throw invalid(pool, `${option} must be a whole number, not ${JSON.stringify(value)}`, option);
+  if (!/^\d{1,4}$/.test(value)) throw poolInvalid(pool, `${option} must be a whole number, not ${JSON.stringify(value)}`, option);
   return Number(value);
 }
 
@@ -338,5 +296,5 @@ function parseYesNo(pool: string, option: string, value: string): boolean {
   const lower = value.toLowerCase();
   if (['yes', 'true', 'on', '1'].includes(lower)) return true;
   if (['no', 'false', 'off', '0'].includes(lower)) return false;
-  throw invalid(pool, `${option} must be yes or no, not ${JSON.stringify(value)}`, option);
+  throw poolInvalid(pool, `${option} must be yes or no, not ${JSON.stringify(value)}`, option);
 }

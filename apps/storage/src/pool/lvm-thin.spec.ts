@@ -5,6 +5,7 @@ import path from 'node:path';
 import { QubesError } from '@qubes-bus/contracts';
 import type { CommandRunner } from './command-runner';
 import { LvmThinPool } from './lvm-thin';
+import { GiB, volumeConfig } from '../../test/images';
 import type { VolumeConfig } from './types';
 
 /**
@@ -84,10 +85,9 @@ class FakeLvm implements CommandRunner {
   }
 }
 
-const GiB = 1024 ** 3;
 
 function config(name: string, overrides: Partial<VolumeConfig> = {}): VolumeConfig {
-  return { name, pool: 'lvm', vid: `qubes_dom0/vm-work-${name}`, size: 2 * GiB, rw: true, snap_on_start: false, save_on_stop: true, source: null, revisions_to_keep: 1, ...overrides };
+  return volumeConfig(`qubes_dom0/vm-work-${name}`, { name, pool: 'lvm', ...overrides });
 }
 
 describe('the lvm_thin pool, with LVM faked (this kernel has no device-mapper): the commands each operation runs', () => {
@@ -135,7 +135,7 @@ describe('the lvm_thin pool, with LVM faked (this kernel has no device-mapper): 
     await root.start();
     await volatile.start();
     expect(lvm.take()).toEqual(['lvcreate -kn -ay -s qubes_dom0/vm-fedora-root -n vm-work-root-snap', 'lvcreate -T qubes_dom0/pool00 -n vm-work-volatile -V 2147483648b']);
-    expect(volatile.blockDevice.path).toBe(path.join(devDir, 'qubes_dom0/vm-work-volatile'));
+    expect(volatile.blockDevice!.path).toBe(path.join(devDir, 'qubes_dom0/vm-work-volatile'));
     await root.stop();
     await volatile.stop();
     expect(lvm.take()).toEqual(['lvremove -f qubes_dom0/vm-work-root-snap', 'lvremove -f qubes_dom0/vm-work-volatile']);

@@ -2,6 +2,7 @@ import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { QubesError } from '@qubes-bus/contracts';
 import { ExecRunner, type CommandRunner } from './command-runner';
+import { checkOptions, poolInvalid } from './dir-pool';
 import { checkCancelled, type CopyOptions, type CopyResult } from './files';
 import { checkResize, requirePersistent, revisionToRevert, writeImport } from './volume-rules';
 import { PoolDriverName, type ImportOptions, type Pool, type PoolUsage, type Revision, type Volume, type VolumeConfig } from './types';
@@ -30,16 +31,15 @@ export class LvmThinPool implements Pool {
     /** Where the volumes' block devices appear (`/dev/<vg>/<lv>`). */
     readonly devDir = '/dev',
   ) {
-    const known = new Set(['volume_group', 'thin_pool', 'revisions_to_keep', 'ephemeral_volatile']);
-    for (const option of Object.keys(options)) if (!known.has(option)) throw invalid(name, `the lvm_thin driver has no option ${JSON.stringify(option)}`, option);
+    checkOptions(name, PoolDriverName.LvmThin, options, ['volume_group', 'thin_pool', 'revisions_to_keep', 'ephemeral_volatile']);
     const lvName = /^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$/;
     for (const option of ['volume_group', 'thin_pool']) {
-      if (!lvName.test(options[option] ?? '')) throw invalid(name, `an lvm_thin pool needs ${option} (an LVM name)`, option);
+      if (!lvName.test(options[option] ?? '')) throw poolInvalid(name, `an lvm_thin pool needs ${option} (an LVM name)`, option);
     }
     this.volumeGroup = options['volume_group']!;
     this.thinPool = options['thin_pool']!;
     const keep = options['revisions_to_keep'] ?? '1';
-    if (!/^\d{1,4}$/.test(keep)) throw invalid(name, `revisions_to_keep must be a whole number, not ${JSON.stringify(keep)}`, 'revisions_to_keep');
+    if (!/^\d{1,4}$/.test(keep)) throw poolInvalid(name, `revisions_to_keep must be a whole number, not ${JSON.stringify(keep)}`, 'revisions_to_keep');
     this.revisionsToKeep = Number(keep);
   }
 
@@ -53,10 +53,10 @@ export class LvmThinPool implements Pool {
     try {
       pool = (await this.lvs()).get(this.thinPool);
     } catch (err) {
-      throw invalid(this.name, `cannot list the volume group ${this.volumeGroup}: ${(err as Error).message}`, 'volume_group');
+      throw poolInvalid(this.name, `cannot list the volume group ${this.volumeGroup}: ${(err as Error).message}`, 'volume_group');
     }
-    if (pool === undefined) throw invalid(this.name, `there is no thin pool ${this.volumeGroup}/${this.thinPool}`, 'thin_pool');
-    if (!pool.attr.startsWith('t')) throw invalid(this.name, `${this.volumeGroup}/${this.thinPool} is not a thin pool`, 'thin_pool');
+    if (pool === undefined) throw poolInvalid(this.name, `there is no thin pool ${this.volumeGroup}/${this.thinPool}`, 'thin_pool');
+    if (!pool.attr.startsWith('t')) throw poolInvalid(this.name, `${this.volumeGroup}/${this.thinPool} is not a thin pool`, 'thin_pool');
   }
 
   async usage(): Promise<PoolUsage> {
@@ -291,8 +291,4 @@ class ThinVolume implements Volume {
     while (taken.has(`${seconds}-back`)) seconds++;
     return `${seconds}-back`;
   }
-}
-
-function invalid(pool: string, message: string, option: string): QubesError {
-  return new QubesError('POOL_INVALID', `pool ${pool}: ${message}`, { details: { pool, option } });
 }

@@ -53,8 +53,12 @@ export interface Volume {
   start(): Promise<void>;
   /** After a run: commit (save_on_stop) or drop what it wrote. */
   stop(): Promise<void>;
-  /** What the domain gets: a file or a block device. */
-  readonly blockDevice: { path: string; type: 'file' | 'block' };
+  /**
+   * What the domain gets once `start()` has run: a file or a block device, read-only where the
+   * pool's layering makes it so even if the volume is rw (the `file` pool's PV root); null for
+   * a volume that is a layer of another and gives the domain no disk of its own.
+   */
+  readonly blockDevice: BlockDevice | null;
   /** A run is under way (or ended without a stop): its writes are not committed yet. */
   isDirty(): Promise<boolean>;
   /** A snapshot older than its source (the template changed since the VM started). */
@@ -75,6 +79,20 @@ export interface Volume {
   exportPath(): Promise<string>;
 }
 
+export interface BlockDevice {
+  path: string;
+  type: 'file' | 'block';
+  readOnly?: boolean;
+}
+
+/** The VM a volume belongs to, for a pool whose layering depends on it (the `file` pool). */
+export interface VolumeContext {
+  /** pv, pvh or hvm; null for dom0. */
+  virtMode: string | null;
+  /** The config of the VM's volumes, this one included. */
+  volumes: readonly VolumeConfig[];
+}
+
 export interface PoolUsage {
   /** Bytes the pool can hold. */
   size: number;
@@ -93,6 +111,9 @@ export interface Pool {
   usage(): Promise<PoolUsage>;
   /** The id a new volume of `vm` gets in this pool (file pools: `appvms/<vm>/<volume>`). */
   vidFor(vm: { name: string; dirPrefix: string; kernel: string | null }, volume: string): string;
-  /** The volume `config` describes; `source` is the volume a snap_on_start volume copies. */
-  volume(config: VolumeConfig, source?: Volume): Volume;
+  /**
+   * The volume `config` describes; `source` is the volume a snap_on_start volume copies, and
+   * `vm` the VM it runs in where the pool needs it (without it: a PV VM's volume on its own).
+   */
+  volume(config: VolumeConfig, source?: Volume, vm?: VolumeContext): Volume;
 }

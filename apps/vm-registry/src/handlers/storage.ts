@@ -23,12 +23,14 @@ export function vmStorage(registry: Registry, vm: string): VmStorage {
   const app = registry.app;
   const d = app.domain(vm);
   const kernel = propertyDef(d.klass, 'kernel') === undefined ? null : (app.value(vm, 'kernel') as string | null);
+  const virtMode = propertyDef(d.klass, 'virt_mode') === undefined ? null : (app.value(vm, 'virt_mode') as string);
   return {
     vm,
     class: d.klass,
     template: app.templateOf(vm),
     power_state: d.klass === VmClass.AdminVM ? PowerState.Running : registry.power.state(vm, d.klass),
     kernel: kernel === '' ? null : kernel,
+    virt_mode: virtMode,
     volumes: app.volumeConfig(vm),
   };
 }

@@ -261,6 +261,8 @@ export const vmStorageSchema = z.object({
   power_state: powerStateSchema,
   /** The kernel property: the kernel volume comes from it, and there is none without one. */
   kernel: z.nullable(z.string()),
+  /** pv, pvh or hvm: how the `file` pool layers a template-based root (the seed); null for dom0. */
+  virt_mode: z.nullable(z.string()),
   volumes: z.array(storageAttrsSchema),
 });
 export type VmStorage = z.infer<typeof vmStorageSchema>;

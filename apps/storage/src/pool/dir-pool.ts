@@ -1,0 +1,74 @@
+import { stat, statfs } from 'node:fs/promises';
+import path from 'node:path';
+import { QubesError } from '@qubes-bus/contracts';
+import { makeDir } from './files';
+import type { PoolDriverName, PoolUsage } from './types';
+
+export function poolInvalid(pool: string, message: string, option: string): QubesError {
+  return new QubesError('POOL_INVALID', `pool ${pool}: ${message}`, { details: { pool, option } });
+}
+
+/** An option the driver does not take is refused, named (a typo must not pass silently). */
+export function checkOptions(pool: string, driver: PoolDriverName, options: Readonly<Record<string, string>>, known: readonly string[]): void {
+  for (const option of Object.keys(options)) {
+    if (!known.includes(option)) throw poolInvalid(pool, `the ${driver} driver has no option ${JSON.stringify(option)}`, option);
+  }
+}
+
+/**
+ * What the pools that keep each volume as image files under one directory share (file-reflink
+ * and file): the dir_path option, the directory's checks, Qubes' vids (`appvms/<vm>/<volume>`,
+ * `vm-templates/<vm>/<volume>`) and the images' paths.
+ */
+export abstract class DirPool {
+  abstract readonly driver: PoolDriverName;
+  readonly dirPath: string;
+
+  constructor(
+    readonly name: string,
+    driver: PoolDriverName,
+    options: Readonly<Record<string, string>>,
+  ) {
+    const dir = options['dir_path'];
+    if (dir === undefined || dir === '') throw poolInvalid(name, `a ${driver} pool needs dir_path`, 'dir_path');
+    if (!path.isAbsolute(dir)) throw poolInvalid(name, `dir_path ${JSON.stringify(dir)} is not an absolute path`, 'dir_path');
+    this.dirPath = path.resolve(dir);
+  }
+
+  /**
+   * The directory must exist already (a pool on a disk that is not mounted must not quietly
+   * fill the root filesystem), then what the driver checks of it; then Qubes' subdirectories.
+   */
+  async setup(): Promise<void> {
+    let isDir = false;
+    try {
+      isDir = (await stat(this.dirPath)).isDirectory();
+    } catch {
+      // reported below
+    }
+    if (!isDir) throw poolInvalid(this.name, `dir_path ${this.dirPath} does not exist or is not a directory`, 'dir_path');
+    await this.checkDirectory();
+    for (const prefix of ['appvms', 'vm-templates']) await makeDir(path.join(this.dirPath, prefix));
+  }
+
+  /** What the driver needs of the directory's filesystem, beyond its being there. */
+  protected async checkDirectory(): Promise<void> {}
+
+  async usage(): Promise<PoolUsage> {
+    const fs = await statfs(this.dirPath);
+    return { size: fs.blocks * fs.bsize, usage: (fs.blocks - fs.bfree) * fs.bsize };
+  }
+
+  vidFor(vm: { name: string; dirPrefix: string }, volume: string): string {
+    return `${vm.dirPrefix}/${vm.name}/${volume}`;
+  }
+
+  /** The image of `vid` under this pool, checked to stay inside it. */
+  imagePath(vid: string, suffix: string): string {
+    const file = path.resolve(this.dirPath, `${vid}${suffix}`);
+    if (!file.startsWith(`${this.dirPath}${path.sep}`)) {
+      throw new QubesError('BAD_REQUEST', `volume id ${JSON.stringify(vid)} leaves the pool's directory`, { details: { field: 'vid' } });
+    }
+    return file;
+  }
+}
