@@ -127,6 +127,11 @@ describe('the embedded stack and qvm-ls, end to end', () => {
     const libvirtUri = String(lines.find((l) => l['msg'] === 'private libvirtd started')?.['uri']);
     const dumped = spawnSync('virsh', ['-c', libvirtUri, 'dumpxml', vm], { encoding: 'utf8' }).stdout;
     for (const volume of ['root', 'private', 'volatile']) expect(dumped).toContain(`<source file='${vmDir}/${volume}-dirty.img'`);
+    // grown while it runs, the domain sees the new size at once (libvirt blockresize)
+    const capacity = (): string => /Capacity:\s+(\d+)/.exec(spawnSync('virsh', ['-c', libvirtUri, 'domblkinfo', vm, 'vdb'], { encoding: 'utf8' }).stdout)?.[1] ?? '';
+    expect(capacity()).toBe(String(2 * 1024 ** 3));
+    expect(npx(['qvm-volume', 'resize', `${vm}:private`, '3GiB'], tools)).toEqual({ status: 0, stderr: '' });
+    expect(capacity()).toBe(String(3 * 1024 ** 3));
     expect(npx(['qvm-shutdown', '--wait', '--timeout', '1', vm], tools)).toEqual({ status: 0, stderr: '' });
     expect(existsSync(path.join(vmDir, 'private-dirty.img'))).toBe(false); // committed at the stop
     expect(existsSync(path.join(vmDir, 'private.img'))).toBe(true);

@@ -15,6 +15,12 @@ export const PRIVATE_IMG_SIZE = 2 * GiB;
 /** The order Qubes gives the volumes, and the frontend each gets in the domain. */
 export const VOLUME_FRONTENDS: Readonly<Record<string, string>> = { root: 'xvda', private: 'xvdb', volatile: 'xvdc', kernel: 'xvdd' };
 
+/** The frontend of each of a VM's volumes: Qubes' four, then xvde, xvdf, ... for any other, in order. */
+export function frontends(names: readonly string[]): Map<string, string> {
+  let spare = 'e'.charCodeAt(0);
+  return new Map(names.map((name) => [name, VOLUME_FRONTENDS[name] ?? `xvd${String.fromCharCode(spare++)}`]));
+}
+
 /** A volume of a class before it has a pool and a vid. */
 interface VolumeTemplate {
   name: string;

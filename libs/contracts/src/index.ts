@@ -138,6 +138,7 @@ export {
   PoolDelete,
   RegistryPools,
   RegistryPoolUsers,
+  RegistryResizeDisk,
   RegistrySetPools,
   RegistrySetVolumes,
   RegistryVmStorage,

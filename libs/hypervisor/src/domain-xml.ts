@@ -74,15 +74,20 @@ function os(spec: DomainSpec, flavor: DomainFlavor): Node {
   }
 }
 
+/**
+ * The domain's name of a disk with Qubes' `frontend` (xvdb): the same on Xen; QEMU has no xen
+ * bus, so the same letters on virtio (vdb) for the disks a VM boots with, and on the virtio-scsi
+ * controller (sdi) for those attached while it runs.
+ */
+export function diskTarget(frontend: string, flavor: DomainFlavor, hotplug = false): { dev: string; bus: 'xen' | 'scsi' | 'virtio' } {
+  if (flavor === DomainFlavor.Xen) return { dev: frontend, bus: 'xen' };
+  return hotplug ? { dev: frontend.replace(/^xvd/, 'sd'), bus: 'scsi' } : { dev: frontend.replace(/^xvd/, 'vd'), bus: 'virtio' };
+}
+
 function disk(d: DiskSpec, flavor: DomainFlavor, hotplug = false): Node {
   const xen = flavor === DomainFlavor.Xen;
-  // QEMU has no xen bus: the same letters on virtio (xvdb -> vdb) for the disks a VM boots
-  // with, on the virtio-scsi controller (xvdi -> sdi) for those attached while it runs.
-  const target = xen
-    ? { '@_dev': d.frontend, '@_bus': 'xen' }
-    : hotplug
-      ? { '@_dev': d.frontend.replace(/^xvd/, 'sd'), '@_bus': 'scsi' }
-      : { '@_dev': d.frontend.replace(/^xvd/, 'vd'), '@_bus': 'virtio' };
+  const { dev, bus } = diskTarget(d.frontend, flavor, hotplug);
+  const target = { '@_dev': dev, '@_bus': bus };
   return {
     '@_type': d.type,
     '@_device': 'disk',

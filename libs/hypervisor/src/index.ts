@@ -1,4 +1,4 @@
-export { buildDomainXml, buildHotplugDiskXml, DomainFlavor, parseDomainFlavor } from './domain-xml';
+export { buildDomainXml, buildHotplugDiskXml, diskTarget, DomainFlavor, parseDomainFlavor } from './domain-xml';
 export type { DiskSpec, DomainSpec } from './domain-xml';
 export { isConnectionLost, LibvirtHypervisor, parseEventLine } from './libvirt';
 export { OfflineHypervisor } from './offline';

@@ -285,6 +285,16 @@ export class LibvirtHypervisor implements Hypervisor {
     }
   }
 
+  async resizeDisk(uuid: string, target: string, bytes: number): Promise<void> {
+    await this.xml(uuid); // DOMAIN_MISSING, VMM_UNREACHABLE as for any call
+    try {
+      await this.virsh('blockresize', uuid, target, '--size', `${bytes}B`);
+    } catch (err) {
+      const reason = String((err as { stderr?: string }).stderr ?? '').replace(/^error: /gm, '').trim() || (err as Error).message;
+      throw new QubesError('VMM_ERROR', `libvirt could not resize ${target}: ${reason}`, { details: { uuid, target }, cause: err });
+    }
+  }
+
   xml(uuid: string): Promise<string> {
     return this.call('read a domain', async (conn) => conn.domainGetXMLDesc(await this.domain(conn, uuid)), { retry: true });
   }

@@ -28,6 +28,7 @@ export class OfflineHypervisor implements Hypervisor {
   resume = (..._args: unknown[]): Promise<never> => this.refuse();
   attachDevice = (..._args: unknown[]): Promise<never> => this.refuse();
   detachDevice = (..._args: unknown[]): Promise<never> => this.refuse();
+  resizeDisk = (..._args: unknown[]): Promise<never> => this.refuse();
   xml = (..._args: unknown[]): Promise<never> => this.refuse();
   hostInfo = (..._args: unknown[]): Promise<never> => this.refuse();
 

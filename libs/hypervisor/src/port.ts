@@ -90,6 +90,11 @@ export interface Hypervisor {
    * (QEMU answers before the guest has let go: virsh alone would claim success too early).
    */
   detachDevice(uuid: string, deviceXml: string): Promise<void>;
+  /**
+   * Tells a running domain that the disk at `target` (its target dev) now has `bytes`: the guest
+   * sees the new size at once (virsh blockresize). The image itself must have grown already.
+   */
+  resizeDisk(uuid: string, target: string, bytes: number): Promise<void>;
   /** The domain's XML as libvirt holds it. */
   xml(uuid: string): Promise<string>;
   hostInfo(): Promise<HostInfo>;

@@ -2,7 +2,7 @@ import type { Router } from '@qubes-bus/bus';
 import { createReadStream, existsSync } from 'node:fs';
 import { sendBytes } from '@qubes-bus/bus';
 import { StorageCreateVolumes, StorageExportVolume, StoragePostStop, StoragePreStart, StorageRemoveVolumes, type DiskInfo } from '@qubes-bus/contracts';
-import { toAttrs, VOLUME_FRONTENDS } from '../volume-config';
+import { frontends, toAttrs } from '../volume-config';
 import type { Storage, VmVolume } from '../storage';
 
 /** The registry's calls: a new VM's volumes, a removed VM's, and each run's start and stop. */
@@ -92,14 +92,13 @@ async function startVolumes(volumes: VmVolume[], storage: Storage, vm: string): 
     throw err;
   }
   const disks: DiskInfo[] = [];
-  let spare = 'e'.charCodeAt(0);
+  const frontendOf = frontends(volumes.map((v) => v.config.name));
   for (const { volume, config } of volumes) {
     // a kernel without a modules image (Qubes: block_device None) gives the VM no disk for it
     const device = volume.blockDevice;
     if (device === null) continue; // a layer of another volume (the file pool's HVM volatile)
     if (config.name === 'kernel' && !existsSync(device.path)) continue;
-    const frontend = VOLUME_FRONTENDS[config.name] ?? `xvd${String.fromCharCode(spare++)}`;
-    disks.push({ path: device.path, type: device.type, frontend, read_only: !config.rw || device.readOnly === true });
+    disks.push({ path: device.path, type: device.type, frontend: frontendOf.get(config.name)!, read_only: !config.rw || device.readOnly === true });
   }
   return { disks };
 }

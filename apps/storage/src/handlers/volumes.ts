@@ -13,8 +13,12 @@ import {
   AdminVmVolumeRevert,
   AdminVmVolumeSetRevisionsToKeep,
   AdminVmVolumeSetRw,
+  PowerState,
   QubesError,
+  RegistryResizeDisk,
+  type VmStorage,
 } from '@qubes-bus/contracts';
+import { frontends } from '../volume-config';
 import { requireHalted, type Storage, type VmVolume, type VolumeAction } from '../storage';
 
 /** admin.vm.volume.*: one VM's volumes (qubes/api/admin.py vm_volume_*). */
@@ -55,13 +59,13 @@ export function registerVolumeHandlers(router: Router, storage: Storage): void {
     ctx: HandlerContext,
     name: string,
     halted: string | null,
-    change: (target: VmVolume) => Promise<VolumeAction | null>,
+    change: (target: VmVolume, state: VmStorage) => Promise<VolumeAction | null>,
   ): Promise<null> =>
     storage.withVm(destOf(ctx), async () => {
       const state = await storage.vmStorage(ctx, destOf(ctx));
       if (halted !== null) requireHalted(state, halted);
       const target = storage.volumeOf(state, name);
-      const action = await change(target);
+      const action = await change(target, state);
       if (action === null) return null;
       await storage.saveVolume(ctx, state, target);
       storage.changed(state.vm, name, action, target.config.size);
@@ -75,15 +79,21 @@ export function registerVolumeHandlers(router: Router, storage: Storage): void {
     }),
   );
 
-  // A running VM's volume grows too (its running image does); the VM sees the new size at its
-  // next start, or once told (Qubes does the same through losetup and the VM's own resize).
-  router.serve(AdminVmVolumeResize, ({ arg, payload }, ctx) =>
-    changeVolume(ctx, arg, null, async ({ volume, config }) => {
+  // A running VM's volume grows too (its running image does), and its domain is told so that
+  // the guest sees the new size at once (Qubes: losetup --set-capacity, then qubes.ResizeDisk in
+  // the VM). A domain that cannot be told (a device-mapper layer that keeps its size) sees it at
+  // the next start: the resize itself stands.
+  router.serve(AdminVmVolumeResize, async ({ arg, payload }, ctx) => {
+    let running: VmStorage | null = null;
+    await changeVolume(ctx, arg, null, async ({ volume, config }, state) => {
       if (payload.size === config.size) return null;
       await volume.resize(payload.size);
+      if (state.power_state !== PowerState.Halted) running = state;
       return 'resize';
-    }),
-  );
+    });
+    if (running !== null) await tellDomain(ctx, running, arg, payload.size);
+    return null;
+  });
 
   router.serve(AdminVmVolumeSetRevisionsToKeep, ({ arg, payload }, ctx) =>
     changeVolume(ctx, arg, null, async ({ config }) => {
@@ -171,4 +181,16 @@ export function registerVolumeHandlers(router: Router, storage: Storage): void {
   });
 
   router.serve(AdminVmVolumeCloneCancel, ({ arg }, ctx) => storage.cancel(destOf(ctx), arg));
+}
+
+/** Tells a running VM's domain that a volume grew; a domain that cannot be told is logged. */
+async function tellDomain(ctx: HandlerContext, state: VmStorage, volume: string, size: number): Promise<void> {
+  const frontend = frontends(state.volumes.map((attrs) => attrs['name'] ?? '')).get(volume);
+  if (frontend === undefined) return;
+  try {
+    const { told } = await ctx.request(RegistryResizeDisk, { payload: { vm: state.vm, frontend, size } });
+    if (told) ctx.log.info({ vm: state.vm, volume, size }, 'the running VM was told its volume grew');
+  } catch (err) {
+    ctx.log.warn({ err, vm: state.vm, volume }, 'the running VM could not be told its volume grew: it sees the new size at its next start');
+  }
 }

@@ -49,7 +49,7 @@ class FakeDeviceMapper implements CommandRunner {
       if (args[0] === '--set-capacity') return this.loops.has(args[1]!) ? '' : fail('no such loop');
     }
     if (program === 'dmsetup') {
-      const name = args[0] === 'create' ? args[1]! : args.at(-1)!;
+      const name = args[0] === 'create' || args[0] === 'reload' ? args[1]! : args.at(-1)!;
       const device = this.devices.get(name);
       switch (args[0]) {
         case 'create': {
@@ -75,6 +75,11 @@ class FakeDeviceMapper implements CommandRunner {
         }
         case 'deps':
           return ` ${device!.deps.length} dependencies\t: ${device!.deps.map((d) => `(${path.basename(d)})`).join(' ')}\n`;
+        case 'reload':
+          device!.table = args[3]!;
+          return '';
+        case 'resume':
+          return '';
         case 'status':
           return this.mergeStatus(device!.table.split(' ')[1]!);
       }
@@ -306,14 +311,20 @@ describe('the file pool, with device-mapper faked (this kernel has none): its im
     await expect(templateRoot.revert()).rejects.toMatchObject({ code: 'STORAGE_COMMAND_FAILED' });
   });
 
-  it('grows an image and tells its loop device, refuses to shrink or to resize a snapshot, and an import replaces the data and drops the stores', async () => {
+  it('grows a running image, its loop device and its origin device (a new table), refuses to shrink or to resize a snapshot, and an import replaces the data and drops the stores', async () => {
     const privateVolume = pool.volume(config('work', 'private'));
     await privateVolume.create();
     await privateVolume.start();
     const img = image('appvms/work/private');
     dm.take();
     await privateVolume.resize(128 * MiB);
-    expect(dm.take()).toEqual([`losetup -j ${img}`, 'losetup --set-capacity /dev/loop0']);
+    const origin = `origin-${fileId(img)}`;
+    expect(dm.take()).toEqual([
+      `losetup -j ${img}`,
+      'losetup --set-capacity /dev/loop0',
+      `dmsetup reload ${origin} --table 0 ${(128 * MiB) / 512} snapshot-origin /dev/loop0`,
+      `dmsetup resume ${origin}`,
+    ]);
     expect(statSync(img).size).toBe(128 * MiB);
     await expect(privateVolume.resize(MiB)).rejects.toMatchObject({ code: 'VOLUME_SHRINK_REFUSED' });
     const snapshot = pool.volume(config('disp', 'private', { snap_on_start: true, save_on_stop: false, source: 'appvms/work/private' }), privateVolume);

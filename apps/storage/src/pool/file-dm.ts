@@ -248,12 +248,17 @@ class FileVolume implements Volume {
     if (this.config.snap_on_start) {
       throw new QubesError('VOLUME_READ_ONLY', `volume ${this.config.vid} is a snapshot of ${this.config.source ?? 'its source'}: resize that one instead`, { details: { vid: this.config.vid } });
     }
+    if (this.layout.kind === 'origin' && (await exists(this.cow))) await growFile(this.cow, size);
     if (await exists(this.image)) {
       await growFile(this.image, size);
+      // A running volume: its loop device, then its origin device, take the new size (the
+      // snapshot keeping the old blocks covers what was there, which is all it needs)
       const loop = await this.dm.loopAttachedTo(this.image);
-      if (loop !== null) await this.dm.run('losetup', ['--set-capacity', loop]);
+      if (loop !== null) {
+        await this.dm.run('losetup', ['--set-capacity', loop]);
+        if (this.layout.kind === 'origin') await this.dm.grow(`origin-${await devIno(this.image)}`, `0 ${Math.floor(size / SECTOR)} snapshot-origin ${loop}`);
+      }
     }
-    if (this.layout.kind === 'origin' && (await exists(this.cow))) await growFile(this.cow, size);
     this.config.size = size;
   }
 
@@ -434,6 +439,13 @@ class DeviceMapper {
   /** `origin-<image>`: writes go to the image, the blocks they replace to its snapshots' stores. */
   async origin(image: string, loop: string, sectors: number): Promise<BlockDevice> {
     return this.ensure(`origin-${await devIno(image)}`, `0 ${sectors} snapshot-origin ${loop}`);
+  }
+
+  /** A new, larger table for a live device: loaded, then swapped in. */
+  async grow(name: string, table: string): Promise<void> {
+    if (!(await this.devices()).some((d) => d.name === name)) return;
+    await this.run('dmsetup', ['reload', name, '--table', table]);
+    await this.run('dmsetup', ['resume', name]);
   }
 
   async hasOrigin(image: string): Promise<boolean> {

@@ -4,6 +4,7 @@ import {
   PowerState,
   RegistryPools,
   RegistryPoolUsers,
+  RegistryResizeDisk,
   RegistrySetPools,
   RegistrySetVolumes,
   RegistryVmStorage,
@@ -54,6 +55,11 @@ export async function callIfServed<E extends Endpoint>(ctx: HandlerContext, endp
 /** The volume config and the pools, kept in qubes.xml for the storage service. */
 export function registerStorageHandlers(router: Router, registry: Registry): void {
   router.serve(RegistryVmStorage, ({ payload }) => vmStorage(registry, payload.vm));
+
+  router.serve(RegistryResizeDisk, async ({ payload }, ctx) => {
+    registry.app.domain(payload.vm); // VM_NOT_FOUND
+    return { told: await registry.lifecycle.resizeDisk(payload.vm, payload.frontend, payload.size, ctx.log) };
+  });
 
   router.serve(RegistrySetVolumes, ({ payload }, ctx) =>
     registry.write(ctx, (app) => ({ mutation: app.setVolumeConfig(payload.vm, payload.volumes), reply: () => null })),

@@ -77,6 +77,7 @@ class FakeHypervisor implements Hypervisor {
   }
   attachDevice = async (): Promise<void> => undefined;
   detachDevice = async (): Promise<void> => undefined;
+  resizeDisk = async (): Promise<void> => undefined;
   xml = async (): Promise<string> => '<domain/>';
   hostInfo = async (): Promise<never> => {
     throw new Error('not in this fake');

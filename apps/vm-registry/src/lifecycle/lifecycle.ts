@@ -24,7 +24,7 @@ import {
   type HostInfoReply,
   type RequestInputOf,
 } from '@qubes-bus/contracts';
-import { buildDomainXml, DomainState, type DomainFlavor, type DomainInfo, type Hypervisor, type LifecycleEvent } from '@qubes-bus/hypervisor';
+import { buildDomainXml, diskTarget, DomainState, type DomainFlavor, type DomainInfo, type Hypervisor, type LifecycleEvent } from '@qubes-bus/hypervisor';
 import type { Logger } from '@qubes-bus/log';
 import type { QubesApp } from '@qubes-bus/qubes-model';
 import type { QubesDb } from '@qubes-bus/qubesdb';
@@ -474,6 +474,20 @@ export class Lifecycle implements PowerStates {
     if (state !== PowerState.Running && state !== PowerState.Paused) throw notRunning(vm);
     if (state === PowerState.Running) await this.hv.pause(this.uuidOf(vm));
     this.transition(vm, PowerState.Paused, DomainPaused);
+  }
+
+  /**
+   * Tells a running (or paused) VM's domain that its disk `frontend` grew to `bytes`; answers
+   * false, doing nothing, when the VM does not run.
+   */
+  async resizeDisk(vm: string, frontend: string, bytes: number, log: Logger): Promise<boolean> {
+    this.checkManaged(vm);
+    const state = await this.liveState(vm);
+    if (state !== PowerState.Running && state !== PowerState.Paused) return false;
+    const target = diskTarget(frontend, await this.hv.domainFlavor()).dev;
+    await this.hv.resizeDisk(this.uuidOf(vm), target, bytes);
+    log.info({ vm, target, bytes }, 'the domain was told its disk grew');
+    return true;
   }
 
   async unpause(vm: string, _log: Logger): Promise<void> {

@@ -317,6 +317,25 @@ export const RegistryPoolUsers = defineInternal({
   errors: [],
 });
 
+/**
+ * A running VM's volume grew: the registry, which owns the domains, tells its domain (libvirt
+ * blockresize), so the guest sees the new size without a restart. `told` is false when the VM
+ * does not run (it sees the size at its next start).
+ */
+export const RegistryResizeDisk = defineInternal({
+  service: ServiceName.VmRegistry,
+  method: 'vm-disk-resize',
+  summary: "Tell a running VM's domain that one of its disks grew",
+  payload: z.object({
+    vm: z.string(),
+    /** Qubes' frontend name of the disk: xvda (root), xvdb (private), ... */
+    frontend: z.string().check(z.regex(/^xvd[a-z]{1,2}$/, 'is not a frontend name (xvdX)')),
+    size: z.int().check(z.positive()),
+  }),
+  reply: z.object({ told: z.boolean() }),
+  errors: ['VM_NOT_FOUND', 'VMM_ERROR', 'VMM_OFFLINE', 'VMM_UNREACHABLE', 'DOMAIN_MISSING'],
+});
+
 /** The registry asks the storage service for a new VM's volumes, and stores the config it answers. */
 export const StorageCreateVolumes = defineInternal({
   service: ServiceName.Storage,
