@@ -5,9 +5,11 @@
  * - clone of a VM's 2 GiB private volume, half of it data: admin.vm.volume.CloneFrom/CloneTo on
  *   xfs (reflink) against the same on ext4 (a sparse block copy), and that copy against
  *   `cp --sparse=always` of the same image;
- * - import of 512 MiB of data into a volume over the bus (admin.vm.volume.ImportWithSize, the data
- *   in chunks, sent by a process of its own), and the same import from a local stream, against
+ * - import of 512 MiB of data into a volume (admin.vm.volume.ImportWithSize, sent by a process of
+ *   its own: on the storage service's local socket as a sender on this host does, and as chunks
+ *   on the bus as one on another host does), and the same import from a local stream, against
  *   `dd bs=1M conv=fsync` of the same file onto the same filesystem (target: at least 0.8x dd).
+ *   None keeps a revision of what it replaces (dd does not).
  * Run: npm run bench -- storage
  */
 import { execFile, execFileSync } from 'node:child_process';
@@ -21,6 +23,7 @@ import {
   AdminVmRemove,
   AdminVmVolumeCloneFrom,
   AdminVmVolumeCloneTo,
+  AdminVmVolumeSetRevisionsToKeep,
 } from '@qubes-bus/contracts';
 import { createLogger } from '@qubes-bus/log';
 import { loopFilesystem, startNats } from '@qubes-bus/testing';
@@ -72,7 +75,8 @@ async function main(): Promise<void> {
   const server = await connectBus({ url: nats.url, name: 'services', log, mode: 'service' });
   const client = await connectBus({ url: nats.url, name: 'bench', log, mode: 'tool' });
   const registry = createRegistry({ bus: server, log, dataDir });
-  const storage = createStorage({ bus: server, log });
+  // the service's run directory, where an import offers its local socket
+  const storage = createStorage({ bus: server, log, localDir: path.join(xfs.path, 'run') });
   try {
     await registry.start();
     await storage.start();
@@ -144,16 +148,22 @@ async function benchImport(client: Bus, natsUrl: string, dataDir: string, fsPath
   execFileSync('truncate', ['-s', `${IMPORT_BYTES}`, source]);
   fillHalf(source, IMPORT_BYTES); // all of it data: nothing to skip
   await client.request(AdminVmCreate.StandaloneVM, { payload: { name: 'importer', label: 'red' } });
+  // like dd (and the local import below), the import keeps no copy of what it replaces
+  await client.request(AdminVmVolumeSetRevisionsToKeep, { arg: 'private', payload: { value: 0 } }, { dest: 'importer' });
   // the storage library alone, fed from a local stream (what the service does with the chunks)
   const pool = new FileReflinkPool('bench', { dir_path: dataDir });
   const local = pool.volume({ name: 'private', pool: 'bench', vid: 'appvms/local/private', size: IMPORT_BYTES, rw: true, snap_on_start: false, save_on_stop: true, source: null, revisions_to_keep: 0 });
-  const times: Record<'bus' | 'local' | 'dd', number[]> = { bus: [], local: [], dd: [] };
+  const times: Record<'socket' | 'bus' | 'local' | 'dd', number[]> = { socket: [], bus: [], local: [], dd: [] };
   for (let round = 0; round < IMPORT_ROUNDS; round++) {
-    execFileSync('sync');
-    // the sender in a process of its own, as a tool (or the backup service) is
-    // (asynchronously: the storage service answering it runs in this process)
-    const sent = await run(process.execPath, ['--import', 'tsx', path.join(__dirname, 'import-sender.ts'), natsUrl, 'importer', 'private', source], { encoding: 'utf8' });
-    times.bus.push(Number(sent.stdout.trim()));
+    // the sender in a process of its own, as a tool (or the backup service) is (asynchronously:
+    // the storage service answering it runs in this process): on this host it sends on the
+    // service's local socket; IMPORT_PATH=bus makes it send as a sender on another host does
+    for (const via of ['socket', 'bus'] as const) {
+      execFileSync('sync');
+      const env = { ...process.env, IMPORT_PATH: via };
+      const sent = await run(process.execPath, ['--import', 'tsx', path.join(__dirname, 'import-sender.ts'), natsUrl, 'importer', 'private', source], { encoding: 'utf8', env });
+      times[via].push(Number(sent.stdout.trim()));
+    }
     execFileSync('sync');
     times.local.push(await timed(() => local.importData(createReadStream(source, { highWaterMark: MiB }), { size: IMPORT_BYTES })));
     const target = path.join(dataDir, 'dd-target.img');
@@ -167,7 +177,8 @@ async function benchImport(client: Bus, natsUrl: string, dataDir: string, fsPath
   const row = (label: string, ms: number): string[] => [label, ms.toFixed(0), rate(ms), ratio(dd, ms)];
   return [
     ['', 'ms', 'throughput', 'vs dd'],
-    row('ImportWithSize over the bus (sender in its own process)', median(times.bus)),
+    row('ImportWithSize, the data on the local socket (a sender on this host)', median(times.socket)),
+    row('ImportWithSize, the data as chunks on the bus (a sender on another host)', median(times.bus)),
     row('the same import from a local stream (no bus)', median(times.local)),
     row('dd bs=1M conv=fsync', dd),
   ];

@@ -182,6 +182,8 @@ class Stack {
       ...process.env,
       QUBES_NATS_URL: this.nats.url,
       QUBES_DATA_DIR: dataDir,
+      // where services offer local sockets (an import's data from a tool on this host)
+      QUBES_RUN_DIR: path.join(this.varDir, 'run'),
       ...(libvirtUri === undefined ? {} : { LIBVIRT_URI: libvirtUri }),
     };
     const apps = serviceApps(this.root);

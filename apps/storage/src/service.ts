@@ -10,6 +10,11 @@ import { Storage } from './storage';
 export interface StorageOptions {
   bus: Bus;
   log: Logger;
+  /**
+   * A directory private to this host's services (QUBES_RUN_DIR) where an import offers a local
+   * socket: a sender on this host sends there, through the kernel alone.
+   */
+  localDir?: string;
 }
 
 export interface StorageService {
@@ -20,7 +25,7 @@ export interface StorageService {
 
 export function createStorage(options: StorageOptions): StorageService {
   const { bus, log } = options;
-  const storage = new Storage(bus, log);
+  const storage = new Storage(bus, log, options.localDir);
   let service: BusService | undefined;
   return {
     storage,

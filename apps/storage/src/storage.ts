@@ -45,6 +45,8 @@ export class Storage {
   constructor(
     readonly bus: Bus,
     readonly log: Logger,
+    /** Where imports offer a local socket to senders on this host (none: the bus alone). */
+    readonly localDir?: string,
   ) {}
 
   // --- pools -----------------------------------------------------------------------------------

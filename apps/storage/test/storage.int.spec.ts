@@ -35,9 +35,11 @@ import {
   rejectionOf,
   startNats,
   startRegistry,
+  tmpDataDir,
   type LoopFilesystem,
   type Started,
   type TestNats,
+  type TmpDir,
 } from '@qubes-bus/testing';
 import { createStorage, type StorageService } from '../src/service';
 import { GiB, MiB, pieces, readAt, writeAt } from './images';
@@ -58,6 +60,7 @@ let registry: Started;
 let server: Bus;
 let client: Bus;
 let storage: StorageService;
+let runDir: TmpDir;
 
 beforeAll(async () => {
   [nats] = await Promise.all([startNats(), buildBundles()]);
@@ -67,7 +70,8 @@ beforeAll(async () => {
   registry = await startRegistry(nats.url, dataDir);
   server = await connectBus({ url: nats.url, name: 'storage', log: captureLog('storage').log, mode: 'service' });
   client = await connectBus({ url: nats.url, name: 'client', log: captureLog('client').log, mode: 'tool' });
-  storage = createStorage({ bus: server, log: server.log });
+  runDir = tmpDataDir('qubes-bus-run-');
+  storage = createStorage({ bus: server, log: server.log, localDir: runDir.path });
   await storage.start();
 }, 120_000);
 
@@ -79,11 +83,13 @@ afterAll(async () => {
   await nats?.stop();
   xfs?.remove();
   spare?.remove();
+  runDir?.remove();
 });
 
-async function importInto(vm: string, volume: string, data: Buffer, size = data.length): Promise<unknown> {
-  const { stream } = await client.request(AdminVmVolumeImportWithSize, { arg: volume, payload: { size } }, { dest: vm });
-  return sendBytes(client.nc, stream, pieces(data, 256 * 1024));
+/** An import as a tool on this host sends it (on the storage service's socket), or over the bus. */
+async function importInto(vm: string, volume: string, data: Buffer, size = data.length, via: 'socket' | 'bus' = 'socket'): Promise<unknown> {
+  const { stream, socket, token } = await client.request(AdminVmVolumeImportWithSize, { arg: volume, payload: { size } }, { dest: vm });
+  return sendBytes(client.nc, stream, pieces(data, 256 * 1024), via === 'socket' ? { socket, token } : {});
 }
 
 async function run(vm: string, during: (disks: DiskInfo[]) => void): Promise<void> {
@@ -128,8 +134,13 @@ describe('the storage service', () => {
     expect((await client.request(AdminVmVolumeInfo, { arg: 'private' }, { dest: 'work' })).size).toBe(data.length);
     expect(readFileSync(image('appvms/work/private')).equals(data)).toBe(true);
 
-    const tooBig = await rejectionOf(importInto('work', 'private', randomBytes(3 * MiB), 2 * MiB));
-    expect(tooBig.code).toBe('VOLUME_TOO_BIG');
+    for (const via of ['socket', 'bus'] as const) {
+      const tooBig = await rejectionOf(importInto('work', 'private', randomBytes(3 * MiB), 2 * MiB, via));
+      expect(tooBig.code).toBe('VOLUME_TOO_BIG');
+      expect(readFileSync(image('appvms/work/private')).equals(data)).toBe(true);
+    }
+    // the bus carries it whole too (a sender on another host)
+    expect(await importInto('work', 'private', data, data.length, 'bus')).toEqual({ bytes: data.length });
     expect(readFileSync(image('appvms/work/private')).equals(data)).toBe(true);
 
     await client.request(AdminVmCreate.AppVM, { arg: 'fedora', payload: { name: 'copy', label: 'green' } });

@@ -1,6 +1,11 @@
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { chmod, mkdir } from 'node:fs/promises';
+import { createConnection, createServer, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from '@nats-io/nats-core';
 import { QubesError } from '@qubes-bus/contracts';
-import { encodeJson, errorFromReply, headerSafe, SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER } from './wire';
+import { encodeJson, errorFromBody, errorFromReply, headerSafe, SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER } from './wire';
 
 /**
  * Bulk data over the bus (a volume import or export, gigabytes): NATS messages are at most
@@ -10,11 +15,18 @@ import { encodeJson, errorFromReply, headerSafe, SERVICE_ERROR_CODE_HEADER, SERV
  * answered with the outcome of the whole transfer: a JSON result or an error.
  *
  * The receiver makes the subject (an inbox) and gives it to the sender in the reply to the call
- * that starts the transfer (`admin.vm.volume.Import` answers with it).
+ * that starts the transfer (`admin.vm.volume.Import` answers with it). On one host the bytes
+ * need not cross three processes' NATS buffers (the bus tops out at a few hundred MiB/s where a
+ * disk writes a GiB/s): the receiver may also offer a Unix socket in a directory private to the
+ * host's services, with a token to write first; a sender that can open it sends there, in
+ * frames, and reads the outcome as the socket's last line. Qubes does the same: the Admin API
+ * call goes through qrexec's policy, the data through the call's own pipe.
  */
 
 export const STREAM_SEQ_HEADER = 'Qubes-Stream-Seq';
 export const STREAM_END_HEADER = 'Qubes-Stream-End';
+/** On the end mark of a sender whose source failed: the data is not whole. */
+export const STREAM_ABORT_HEADER = 'Qubes-Stream-Abort';
 
 /** The largest chunk a connection's server takes (max_payload, less room for headers). */
 export function streamChunkBytes(nc: NatsConnection): number {
@@ -32,28 +44,62 @@ export interface ByteStreamReceiver<T> {
   readonly subject: string;
   readonly chunkBytes: number;
   readonly window: number;
+  /**
+   * The receiver's local socket, for a sender on the same host (null when it offers none): the
+   * bytes then go through the kernel alone, not through three processes' NATS buffers.
+   */
+  readonly socket: string | null;
+  /** What a sender on the socket first writes (a line), so only who got the offer may send. */
+  readonly token: string | null;
   /** The chunks as they come; it ends at the sender's end mark, and throws TIMEOUT on a stall. */
   readonly chunks: AsyncIterable<Uint8Array>;
+  /** The way the sender took, once it has begun: the local socket, or chunks on the subject. */
+  readonly via: 'socket' | 'bus' | null;
   /** Answers the end mark with the result (or error), and closes the stream. */
   finish(outcome: { ok: true; value: T } | { ok: false; error: QubesError }): void;
 }
+
+export interface ReceiveOptions {
+  idleMs?: number;
+  window?: number;
+  chunkBytes?: number;
+  /**
+   * A directory private to this host's services (made 0700 if missing) where a socket is offered
+   * besides the subject; without it, only the subject.
+   */
+  localDir?: string;
+}
+
+/**
+ * What reaches the consumer: a NATS chunk (answered once taken), local bytes, the local end mark,
+ * or a local sender gone before it (a killed sender closes its socket as a finished one would:
+ * hence the frames, `<u32 length><bytes>`, and the empty one that ends the data).
+ */
+type Arrival = { msg: Msg } | { bytes: Buffer } | { localEnd: true } | { localLost: true };
 
 /**
  * Opens a stream to receive on, live at the server once this resolves (a sender on another
  * connection could otherwise beat the subscription there). A sender silent for `idleMs` fails
  * the iteration with TIMEOUT (an abandoned import must not hold its temporary file for ever).
+ * With `localDir`, a sender on this host may use the stream's socket instead; the first sender,
+ * on either path, is the only one.
  */
-export async function receiveBytes<T>(nc: NatsConnection, options: { idleMs?: number; window?: number; chunkBytes?: number } = {}): Promise<ByteStreamReceiver<T>> {
+export async function receiveBytes<T>(nc: NatsConnection, options: ReceiveOptions = {}): Promise<ByteStreamReceiver<T>> {
   const idleMs = options.idleMs ?? 30_000;
   const window = options.window ?? DEFAULT_STREAM_WINDOW;
+  const chunkBytes = Math.min(options.chunkBytes ?? STREAM_CHUNK_BYTES, streamChunkBytes(nc));
   const subject = createInbox();
   let endMark: Msg | undefined;
   /** A chunk handed out and not yet answered: the consumer is working on it. */
   let unanswered: Msg | undefined;
   let failure: QubesError | undefined;
   let result: { ok: true; value: T } | undefined;
-  const queue: Msg[] = [];
+  const queue: Arrival[] = [];
+  let queuedLocalBytes = 0;
   let wake: (() => void) | undefined;
+  let path: 'bus' | 'socket' | undefined;
+  let local: Socket | undefined;
+  let finished = false;
 
   const respondError = (msg: Msg, error: QubesError): void => {
     const hdrs = natsHeaders();
@@ -68,10 +114,16 @@ export async function receiveBytes<T>(nc: NatsConnection, options: { idleMs?: nu
     else return;
     sub.unsubscribe();
   };
+  const arrive = (arrival: Arrival): void => {
+    queue.push(arrival);
+    wake?.();
+  };
 
   const sub: Subscription = nc.subscribe(subject, {
     callback: (err, msg) => {
       if (err !== null) return;
+      if (path === 'socket') return respondError(msg, new QubesError('BAD_REQUEST', 'this stream is being sent on its local socket'));
+      path = 'bus';
       if (failure !== undefined) {
         // The transfer has failed: whatever the sender still sends is answered with the failure.
         if (msg.headers?.has(STREAM_END_HEADER) === true) {
@@ -82,56 +134,123 @@ export async function receiveBytes<T>(nc: NatsConnection, options: { idleMs?: nu
         }
         return;
       }
-      queue.push(msg);
-      wake?.();
+      arrive({ msg });
     },
   });
 
+  const offer = options.localDir === undefined ? null : await offerSocket(options.localDir, (socket) => {
+    if (path !== undefined) return false;
+    path = 'socket';
+    local = socket;
+    const frames = new FrameReader();
+    socket.on('data', (bytes: Buffer) => {
+      if (frames.ended || finished) return; // after the end mark, or the outcome: nothing is data
+      for (const piece of frames.read(bytes)) {
+        queuedLocalBytes += piece.length;
+        arrive({ bytes: piece });
+      }
+      if (frames.ended) arrive({ localEnd: true });
+      if (queuedLocalBytes >= window * chunkBytes) socket.pause(); // back-pressure, as the window is
+    });
+    const lost = (): void => {
+      if (!frames.ended) arrive({ localLost: true });
+    };
+    socket.once('end', lost);
+    socket.on('error', lost);
+    return true;
+  }).catch(() => null); // a directory it cannot use (a path too long for a socket, ...): the bus alone
+
+  /** Waits for something to arrive; TIMEOUT if nothing does for idleMs. */
+  const next = async (): Promise<Arrival> => {
+    while (queue.length === 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const idle = await new Promise<boolean>((resolve) => {
+        wake = () => resolve(false);
+        timer = setTimeout(() => resolve(true), idleMs);
+      }).finally(() => {
+        clearTimeout(timer);
+        wake = undefined;
+      });
+      if (idle) throw new QubesError('TIMEOUT', `the sender sent nothing for ${idleMs / 1000} s`);
+    }
+    return queue.shift()!;
+  };
+
   async function* chunks(): AsyncGenerator<Uint8Array> {
     let expected = 0;
-    for (;;) {
-      if (queue.length === 0) {
-        let timer: NodeJS.Timeout | undefined;
-        const idle = await new Promise<boolean>((resolve) => {
-          wake = () => resolve(false);
-          timer = setTimeout(() => resolve(true), idleMs);
-        }).finally(() => {
-          clearTimeout(timer);
-          wake = undefined;
-        });
-        if (idle) throw new QubesError('TIMEOUT', `the sender sent nothing for ${idleMs / 1000} s`);
-        continue;
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    try {
+      for (;;) {
+        const arrival = await next();
+        if ('bytes' in arrival) {
+          // local bytes come in the kernel's pieces: the consumer gets whole chunks
+          pending.push(arrival.bytes);
+          pendingBytes += arrival.bytes.length;
+          queuedLocalBytes -= arrival.bytes.length;
+          if (queuedLocalBytes < window * chunkBytes) local?.resume();
+          if (pendingBytes >= chunkBytes) {
+            const joined = Buffer.concat(pending, pendingBytes);
+            let at = 0;
+            for (; joined.length - at >= chunkBytes; at += chunkBytes) yield joined.subarray(at, at + chunkBytes);
+            [pending, pendingBytes] = at < joined.length ? [[joined.subarray(at)], joined.length - at] : [[], 0];
+          }
+          continue;
+        }
+        if ('localEnd' in arrival) {
+          if (pendingBytes > 0) yield Buffer.concat(pending, pendingBytes);
+          return;
+        }
+        if ('localLost' in arrival) throw new QubesError('OPERATION_CANCELLED', 'the sender went away before the end of the data');
+        const msg = arrival.msg;
+        if (msg.headers?.has(STREAM_ABORT_HEADER) === true) throw new QubesError('OPERATION_CANCELLED', 'the sender went away before the end of the data');
+        if (msg.headers?.has(STREAM_END_HEADER) === true) {
+          endMark = msg;
+          return;
+        }
+        const seq = Number(msg.headers?.get(STREAM_SEQ_HEADER));
+        if (seq !== expected) {
+          throw new QubesError('BAD_REQUEST', `chunk ${seq} came where chunk ${expected} was due`, { details: { field: 'seq' } });
+        }
+        expected++;
+        unanswered = msg;
+        yield msg.data;
+        unanswered = undefined;
+        msg.respond(); // taken: the sender may send another
       }
-      const msg = queue.shift()!;
-      if (msg.headers?.has(STREAM_END_HEADER) === true) {
-        endMark = msg;
-        return;
-      }
-      const seq = Number(msg.headers?.get(STREAM_SEQ_HEADER));
-      if (seq !== expected) {
-        throw new QubesError('BAD_REQUEST', `chunk ${seq} came where chunk ${expected} was due`, { details: { field: 'seq' } });
-      }
-      expected++;
-      unanswered = msg;
-      yield msg.data;
-      unanswered = undefined;
-      msg.respond(); // taken: the sender may send another
+    } finally {
+      offer?.close(); // no other sender, once the data has begun or ended
     }
   }
 
   await nc.flush();
   return {
     subject,
-    chunkBytes: Math.min(options.chunkBytes ?? STREAM_CHUNK_BYTES, streamChunkBytes(nc)),
+    chunkBytes,
     window,
+    socket: offer?.path ?? null,
+    token: offer?.token ?? null,
     chunks: chunks(),
+    get via() {
+      return path ?? null;
+    },
     finish(outcome) {
+      finished = true;
+      offer?.close();
       if (outcome.ok) result = outcome;
       else failure = outcome.error;
+      if (local !== undefined) {
+        // the outcome is the socket's last line; a failed stream's unread data is dropped
+        local.end(`${JSON.stringify(outcome.ok ? { ok: true, value: outcome.value } : { ok: false, error: outcome.error.toBody() })}\n`);
+        if (!outcome.ok) local.resume();
+        sub.unsubscribe();
+        return;
+      }
       if (failure !== undefined) {
-        for (const msg of [...(unanswered === undefined ? [] : [unanswered]), ...queue.splice(0)]) {
-          if (msg.headers?.has(STREAM_END_HEADER) === true) endMark = msg;
-          else respondError(msg, failure);
+        for (const arrival of [...(unanswered === undefined ? [] : [{ msg: unanswered }]), ...queue.splice(0)]) {
+          if (!('msg' in arrival)) continue;
+          if (arrival.msg.headers?.has(STREAM_END_HEADER) === true) endMark = arrival.msg;
+          else respondError(arrival.msg, failure);
         }
         unanswered = undefined;
       }
@@ -142,6 +261,81 @@ export async function receiveBytes<T>(nc: NatsConnection, options: { idleMs?: nu
   };
 }
 
+/** Splits a local stream into its frames' bytes (no copies), and sees the empty end frame. */
+class FrameReader {
+  ended = false;
+  private remaining = 0;
+  private header = Buffer.alloc(0);
+
+  read(bytes: Buffer): Buffer[] {
+    const pieces: Buffer[] = [];
+    let at = 0;
+    while (at < bytes.length && !this.ended) {
+      if (this.remaining === 0) {
+        const needed = 4 - this.header.length;
+        this.header = Buffer.concat([this.header, bytes.subarray(at, at + needed)]);
+        at += Math.min(needed, bytes.length - at);
+        if (this.header.length < 4) break;
+        this.remaining = this.header.readUInt32BE(0);
+        this.header = Buffer.alloc(0);
+        if (this.remaining === 0) this.ended = true;
+        continue;
+      }
+      const piece = bytes.subarray(at, at + this.remaining);
+      at += piece.length;
+      this.remaining -= piece.length;
+      pieces.push(piece);
+    }
+    return pieces;
+  }
+}
+
+/** A frame's header: the length of the bytes that follow (0: the end of the data). */
+function frameHeader(length: number): Buffer {
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(length, 0);
+  return header;
+}
+
+/**
+ * A one-sender Unix socket in `dir`: the first connection that writes the token line is handed
+ * to `accept` (which may still refuse it); the socket file goes once one is taken, or at close.
+ */
+async function offerSocket(dir: string, accept: (socket: Socket) => boolean): Promise<{ path: string; token: string; close(): void }> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, `s-${randomBytes(8).toString('hex')}.sock`);
+  const token = randomBytes(24).toString('hex');
+  let closed = false;
+  // half-open: the sender's end of its data must not close the way back for the outcome
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    let head = '';
+    const onData = (bytes: Buffer): void => {
+      const newline = bytes.indexOf(0x0a);
+      head += bytes.subarray(0, newline < 0 ? bytes.length : newline).toString('latin1');
+      if (newline < 0 && head.length <= token.length) return;
+      socket.off('data', onData);
+      socket.pause();
+      if (newline < 0 || head !== token || closed || !accept(socket)) return void socket.destroy();
+      close();
+      const rest = bytes.subarray(newline + 1);
+      if (rest.length > 0) socket.unshift(rest);
+      socket.resume();
+    };
+    socket.on('data', onData);
+    socket.on('error', () => socket.destroy());
+  });
+  const close = (): void => {
+    if (closed) return;
+    closed = true;
+    server.close();
+    rmSync(file, { force: true });
+  };
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(file, resolve));
+  await chmod(file, 0o600);
+  server.unref(); // an offer nobody takes keeps no process alive
+  return { path: file, token, close };
+}
+
 export interface SendOptions {
   window?: number;
   chunkBytes?: number;
@@ -149,13 +343,102 @@ export interface SendOptions {
   timeoutMs?: number;
   finishTimeoutMs?: number;
   onProgress?: (bytes: number) => void;
+  /** The receiver's local socket and its token (its offer): used when it is on this host. */
+  socket?: string | null | undefined;
+  token?: string | null | undefined;
 }
 
 /**
- * Sends `source` to a receiver's subject and returns what the receiver made of it (its JSON
- * result). A chunk the receiver refuses stops the transfer with the receiver's error.
+ * Sends `source` to a receiver and returns what the receiver made of it (its JSON result): on
+ * the receiver's local socket where it offers one this host can open, else as chunks on its
+ * subject. A chunk the receiver refuses stops the transfer with the receiver's error.
  */
 export async function sendBytes(nc: NatsConnection, subject: string, source: AsyncIterable<Uint8Array>, options: SendOptions = {}): Promise<unknown> {
+  if (options.socket != null && options.token != null) {
+    const socket = await connectLocal(options.socket);
+    if (socket !== null) return sendLocal(socket, options.token, source, options);
+  }
+  return sendChunks(nc, subject, source, options);
+}
+
+/** The receiver's socket, or null where this host cannot reach it (another host, another user). */
+async function connectLocal(file: string): Promise<Socket | null> {
+  return new Promise((resolve) => {
+    const socket = createConnection(file);
+    socket.once('connect', () => {
+      socket.off('error', refused);
+      resolve(socket);
+    });
+    const refused = (): void => resolve(null);
+    socket.once('error', refused);
+  });
+}
+
+async function sendLocal(socket: Socket, token: string, source: AsyncIterable<Uint8Array>, options: SendOptions): Promise<unknown> {
+  let answer = '';
+  let answered = false;
+  const outcome = new Promise<string>((resolve, reject) => {
+    socket.on('data', (bytes: Buffer) => {
+      answer += bytes.toString('utf8');
+      if (answer.includes('\n')) {
+        answered = true;
+        resolve(answer.slice(0, answer.indexOf('\n')));
+      }
+    });
+    socket.once('close', () => reject(new QubesError('INTERNAL', 'the receiver closed the stream without an answer')));
+    socket.on('error', () => undefined); // a receiver that stopped reading: its answer says why
+  });
+  outcome.catch(() => undefined);
+  const writable = (): Promise<void> =>
+    new Promise((resolve) => {
+      const done = (): void => {
+        socket.off('drain', done).off('close', done);
+        resolve();
+      };
+      socket.once('drain', done).once('close', done);
+    });
+  let sent = 0;
+  socket.write(`${token}\n`);
+  let complete = true;
+  try {
+    for await (const piece of source) {
+      if (answered || socket.destroyed) {
+        complete = false; // the receiver has failed: it says why
+        break;
+      }
+      if (piece.byteLength === 0) continue; // an empty frame is the end mark
+      socket.write(frameHeader(piece.byteLength));
+      if (!socket.write(piece)) await writable();
+      sent += piece.byteLength;
+      options.onProgress?.(sent);
+    }
+  } catch (err) {
+    socket.destroy(); // without the end mark: the receiver drops what it had
+    throw err;
+  }
+  if (complete) socket.end(frameHeader(0));
+  else socket.end();
+  let line: string;
+  try {
+    line = await withTimeout(outcome, options.finishTimeoutMs ?? 600_000);
+  } finally {
+    socket.destroy();
+  }
+  const reply = JSON.parse(line) as { ok: boolean; value?: unknown; error?: unknown };
+  if (!reply.ok) throw errorFromBody(reply.error, 'the receiver failed', 500);
+  return reply.value ?? null;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new QubesError('TIMEOUT', `the receiver did not answer within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** The subject's way: numbered chunk requests, a window of them in flight, then the end mark. */
+async function sendChunks(nc: NatsConnection, subject: string, source: AsyncIterable<Uint8Array>, options: SendOptions): Promise<unknown> {
   const window = options.window ?? DEFAULT_STREAM_WINDOW;
   const chunkBytes = Math.min(options.chunkBytes ?? STREAM_CHUNK_BYTES, streamChunkBytes(nc));
   const inFlight = new Set<Promise<void>>();
@@ -198,11 +481,20 @@ export async function sendBytes(nc: NatsConnection, subject: string, source: Asy
     }
   };
 
-  for await (const piece of source) {
-    pending.push(Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength));
-    pendingBytes += piece.byteLength;
-    await flush(false);
-    if (failure !== undefined) break;
+  try {
+    for await (const piece of source) {
+      pending.push(Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength));
+      pendingBytes += piece.byteLength;
+      await flush(false);
+      if (failure !== undefined) break;
+    }
+  } catch (err) {
+    // the source failed: the receiver is told at once, and keeps nothing
+    const hdrs = natsHeaders();
+    hdrs.set(STREAM_END_HEADER, '1');
+    hdrs.set(STREAM_ABORT_HEADER, '1');
+    nc.publish(subject, new Uint8Array(0), { headers: hdrs });
+    throw err;
   }
   if (failure === undefined) await flush(true);
   await Promise.all(inFlight);

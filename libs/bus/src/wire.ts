@@ -45,20 +45,26 @@ export function errorFromReply(msg: Msg): QubesError | undefined {
   const status = msg.headers?.get(SERVICE_ERROR_CODE_HEADER);
   if (status === undefined || status === '') return undefined;
   const description = msg.headers?.get(SERVICE_ERROR_HEADER) ?? 'error';
-  let body: Partial<ErrorBody> = {};
+  let body: unknown = {};
   try {
-    body = decodeRequestBody(msg.data) as Partial<ErrorBody>;
+    body = decodeRequestBody(msg.data);
   } catch {
     // an error reply from a foreign service: keep the header's description
   }
+  return errorFromBody(body, description, Number(status));
+}
+
+/** The QubesError an error body (`{ code, message, details }`) describes, else a generic one. */
+export function errorFromBody(untrustedBody: unknown, description: string, status: number): QubesError {
+  const body = (typeof untrustedBody === 'object' && untrustedBody !== null ? untrustedBody : {}) as Partial<ErrorBody>;
   if (isErrorCode(body.code)) {
     return new QubesError(body.code, typeof body.message === 'string' ? body.message : description, {
       ...(body.details !== undefined && typeof body.details === 'object' ? { details: body.details } : {}),
       remote: true,
     });
   }
-  const code = Number(status) < 500 ? 'BAD_REQUEST' : 'INTERNAL';
-  return new QubesError(code, description, { details: { status: Number(status) }, remote: true });
+  const code = status < 500 ? 'BAD_REQUEST' : 'INTERNAL';
+  return new QubesError(code, description, { details: { status }, remote: true });
 }
 
 export function statusOf(err: QubesError): number {

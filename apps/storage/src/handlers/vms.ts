@@ -58,7 +58,7 @@ export function registerVmHooks(router: Router, storage: Storage): void {
       await new Promise<void>((resolve, reject) => stream.once('open', () => resolve()).once('error', reject));
       return stream;
     });
-    await sendBytes(storage.bus.nc, payload.stream, file, { chunkBytes: payload.chunk_bytes, window: payload.window });
+    await sendBytes(storage.bus.nc, payload.stream, file, { chunkBytes: payload.chunk_bytes, window: payload.window, socket: payload.socket, token: payload.token });
     return { bytes: file.bytesRead };
   });
 

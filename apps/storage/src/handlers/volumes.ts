@@ -124,14 +124,14 @@ export function registerVolumeHandlers(router: Router, storage: Storage): void {
       requireHalted(state, `importing into its ${arg} volume`);
       const target = storage.volumeOf(state, arg);
       if (!target.config.save_on_stop) await target.volume.exportPath(); // VOLUME_NOT_PERSISTENT, before any data comes
-      const stream = await receiveBytes<{ bytes: number }>(storage.bus.nc);
+      const stream = await receiveBytes<{ bytes: number }>(storage.bus.nc, { localDir: storage.localDir });
       // The data comes after this call is answered: the import runs on, holding the VM's lock.
       void (async () => {
         try {
           const { bytes } = await target.volume.importData(stream.chunks, { size, onProgress: storage.progress(vm, arg, 'import') });
           await storage.saveVolume(ctx, state, target);
           storage.changed(vm, arg, 'import', target.config.size);
-          ctx.log.info({ vm, volume: arg, bytes }, 'volume imported');
+          ctx.log.info({ vm, volume: arg, bytes, via: stream.via }, 'volume imported');
           stream.finish({ ok: true, value: { bytes } });
         } catch (err) {
           ctx.log.warn({ err, vm, volume: arg }, 'volume import failed; the volume is as it was');
@@ -141,7 +141,7 @@ export function registerVolumeHandlers(router: Router, storage: Storage): void {
           release();
         }
       })();
-      return { stream: stream.subject, chunk_bytes: stream.chunkBytes, window: stream.window };
+      return { stream: stream.subject, chunk_bytes: stream.chunkBytes, window: stream.window, socket: stream.socket, token: stream.token };
     } catch (err) {
       release();
       throw err;

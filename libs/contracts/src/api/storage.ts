@@ -34,8 +34,17 @@ export const volumeInfoSchema = z.object({
 });
 export type VolumeInfo = z.infer<typeof volumeInfoSchema>;
 
-/** Where to send an import's data (libs/bus `sendBytes`). */
-export const byteStreamSchema = z.object({ stream: z.string(), chunk_bytes: z.number(), window: z.number() });
+/**
+ * Where to send an import's data (libs/bus `sendBytes`): the subject, and for a sender on the
+ * receiver's host a local socket and the token to write on it first (null when none is offered).
+ */
+export const byteStreamSchema = z.object({
+  stream: z.string(),
+  chunk_bytes: z.number(),
+  window: z.number(),
+  socket: z.nullable(z.string()),
+  token: z.nullable(z.string()),
+});
 
 const VOLUME_ERRORS: readonly ErrorCode[] = ['VM_NOT_FOUND', 'VOLUME_NOT_FOUND', 'POOL_NOT_FOUND'];
 const volumeCall = { service: ServiceName.Storage, scope: DestScope.Vm, arg: volumeNameSchema } as const;
@@ -363,7 +372,15 @@ export const StorageExportVolume = defineInternal({
   service: ServiceName.Storage,
   method: 'volume-export',
   summary: "Send a volume's committed data to the caller's stream (for backups)",
-  payload: z.object({ vm: z.string(), volume: volumeNameSchema, stream: z.string(), chunk_bytes: z.number(), window: z.number() }),
+  payload: z.object({
+    vm: z.string(),
+    volume: volumeNameSchema,
+    stream: z.string(),
+    chunk_bytes: z.number(),
+    window: z.number(),
+    socket: z.optional(z.nullable(z.string())),
+    token: z.optional(z.nullable(z.string())),
+  }),
   reply: z.object({ bytes: z.number() }),
   errors: ['VM_NOT_FOUND', 'VOLUME_NOT_FOUND', 'VOLUME_NOT_PERSISTENT', 'VOLUME_DATA_MISSING', 'TIMEOUT'],
 });
