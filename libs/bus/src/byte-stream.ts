@@ -331,7 +331,7 @@ async function offerSocket(dir: string, accept: (socket: Socket) => boolean): Pr
     rmSync(file, { force: true });
   };
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(file, resolve));
-  await chmod(file, 0o600);
+  await chmod(file, 0o660); // the directory says who may reach it (its group: the tools); the token, who may send
   server.unref(); // an offer nobody takes keeps no process alive
   return { path: file, token, close };
 }
