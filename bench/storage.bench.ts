@@ -165,7 +165,7 @@ async function benchImport(client: Bus, natsUrl: string, dataDir: string, fsPath
       times[via].push(Number(sent.stdout.trim()));
     }
     execFileSync('sync');
-    times.local.push(await timed(() => local.importData(createReadStream(source, { highWaterMark: MiB }), { size: IMPORT_BYTES })));
+    times.local.push(await timed(() => local.importData(createReadStream(source, { highWaterMark: MiB }), { size: IMPORT_BYTES, handOver: true })));
     const target = path.join(dataDir, 'dd-target.img');
     execFileSync('sync');
     times.dd.push(await timed(async () => execFileSync('dd', [`if=${source}`, `of=${target}`, 'bs=1M', 'conv=fsync', 'status=none'])));

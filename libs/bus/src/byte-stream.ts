@@ -178,27 +178,30 @@ export async function receiveBytes<T>(nc: NatsConnection, options: ReceiveOption
 
   async function* chunks(): AsyncGenerator<Uint8Array> {
     let expected = 0;
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
+    let current: Buffer | undefined;
+    let filled = 0;
     try {
       for (;;) {
         const arrival = await next();
         if ('bytes' in arrival) {
-          // local bytes come in the kernel's pieces: the consumer gets whole chunks
-          pending.push(arrival.bytes);
-          pendingBytes += arrival.bytes.length;
+          // local bytes come in the kernel's pieces: the consumer gets whole chunks, each in
+          // memory of its own (it may hand them on to another thread without a copy)
           queuedLocalBytes -= arrival.bytes.length;
           if (queuedLocalBytes < window * chunkBytes) local?.resume();
-          if (pendingBytes >= chunkBytes) {
-            const joined = Buffer.concat(pending, pendingBytes);
-            let at = 0;
-            for (; joined.length - at >= chunkBytes; at += chunkBytes) yield joined.subarray(at, at + chunkBytes);
-            [pending, pendingBytes] = at < joined.length ? [[joined.subarray(at)], joined.length - at] : [[], 0];
+          for (let at = 0; at < arrival.bytes.length; ) {
+            current ??= Buffer.allocUnsafeSlow(chunkBytes);
+            const taken = arrival.bytes.copy(current, filled, at);
+            [at, filled] = [at + taken, filled + taken];
+            if (filled === chunkBytes) {
+              const chunk = current;
+              [current, filled] = [undefined, 0];
+              yield chunk;
+            }
           }
           continue;
         }
         if ('localEnd' in arrival) {
-          if (pendingBytes > 0) yield Buffer.concat(pending, pendingBytes);
+          if (current !== undefined && filled > 0) yield current.subarray(0, filled);
           return;
         }
         if ('localLost' in arrival) throw new QubesError('OPERATION_CANCELLED', 'the sender went away before the end of the data');

@@ -128,7 +128,8 @@ export function registerVolumeHandlers(router: Router, storage: Storage): void {
       // The data comes after this call is answered: the import runs on, holding the VM's lock.
       void (async () => {
         try {
-          const { bytes } = await target.volume.importData(stream.chunks, { size, onProgress: storage.progress(vm, arg, 'import') });
+          // the stream's chunks are fresh buffers: the writer takes them as they are
+          const { bytes } = await target.volume.importData(stream.chunks, { size, handOver: true, onProgress: storage.progress(vm, arg, 'import') });
           await storage.saveVolume(ctx, state, target);
           storage.changed(vm, arg, 'import', target.config.size);
           ctx.log.info({ vm, volume: arg, bytes, via: stream.via }, 'volume imported');

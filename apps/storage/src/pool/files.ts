@@ -11,11 +11,6 @@ import { QubesError } from '@qubes-bus/contracts';
  * old image or the new one, never half of one.
  */
 
-/** Images are copied and scanned in pieces of this size. */
-const CHUNK_BYTES = 4 * 1024 * 1024;
-
-const ZERO_CHUNK = Buffer.alloc(CHUNK_BYTES);
-
 async function fsyncDir(dir: string): Promise<void> {
   const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
@@ -203,69 +198,6 @@ function runCopy(args: string[], temp: string, size: number, options: CopyOption
 function reflinkUnsupported(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
   return code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EXDEV' || code === 'EINVAL' || code === 'ENOSYS' || code === 'ENOTTY';
-}
-
-/**
- * Writes `chunk` at `offset`, leaving out every all-zero piece of it (the file has a hole there
- * already: images are made sparse and only grow).
- */
-async function writeUnlessZero(out: FileHandle, chunk: Uint8Array, offset: number): Promise<void> {
-  const data = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  for (let start = 0; start < data.length; start += CHUNK_BYTES) {
-    const piece = data.subarray(start, start + CHUNK_BYTES);
-    if (piece.equals(ZERO_CHUNK.subarray(0, piece.length))) continue;
-    let written = 0;
-    while (written < piece.length) {
-      const { bytesWritten } = await out.write(piece, written, piece.length - written, offset + start + written);
-      written += bytesWritten;
-    }
-  }
-}
-
-/**
- * Writes a stream of chunks one after the other into a new (sparse) file, several writes in
- * flight at once: the next chunk is taken while the last ones are still being written, as a
- * pipe into dd would be. A chunk is kept until its write is done: the caller must not reuse it.
- */
-export class SparseWriter {
-  private readonly pending = new Set<Promise<void>>();
-  private failure: unknown;
-  private offset = 0;
-
-  constructor(
-    private readonly out: FileHandle,
-    private readonly depth = 4,
-  ) {}
-
-  /** Bytes taken so far. */
-  get bytes(): number {
-    return this.offset;
-  }
-
-  /** Resolves once the chunk is queued (some earlier write has finished if too many were in flight). */
-  async write(chunk: Uint8Array): Promise<void> {
-    while (this.pending.size >= this.depth && this.failure === undefined) await Promise.race(this.pending);
-    if (this.failure !== undefined) throw this.failure;
-    const at = this.offset;
-    this.offset += chunk.byteLength;
-    const done: Promise<void> = writeUnlessZero(this.out, chunk, at)
-      .catch((err: unknown) => {
-        this.failure ??= err;
-      })
-      .finally(() => this.pending.delete(done));
-    this.pending.add(done);
-  }
-
-  /** Waits for every write; throws the first failure. */
-  async finish(): Promise<void> {
-    await this.settle();
-    if (this.failure !== undefined) throw this.failure;
-  }
-
-  /** Waits for every write, failed or not (before the file is closed). */
-  async settle(): Promise<void> {
-    while (this.pending.size > 0) await Promise.all(this.pending);
-  }
 }
 
 export function checkCancelled(signal: AbortSignal | undefined): void {

@@ -39,6 +39,11 @@ export interface ImportOptions extends CopyOptions {
    * the volume's size (`admin.vm.volume.Import`).
    */
   size?: number | undefined;
+  /**
+   * The chunks are the import's to keep (fresh buffers, as a file or socket stream gives): each
+   * that is the whole of its memory is moved to the writing thread, not copied.
+   */
+  handOver?: boolean | undefined;
 }
 
 export interface Volume {

@@ -1,6 +1,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { QubesError } from '@qubes-bus/contracts';
-import { checkCancelled, SparseWriter } from './files';
+import { checkCancelled } from './files';
+import { SparseWriter } from './sparse-writer';
 import type { ImportOptions, Revision, VolumeConfig } from './types';
 
 /** What every driver checks the same way (Qubes' Volume base class and its drivers). */
@@ -39,7 +40,7 @@ export function revisionToRevert(config: VolumeConfig, dirty: boolean, revisions
  * VOLUME_TOO_BIG, less than a declared size VOLUME_IMPORT_SHORT. Answers the bytes written.
  */
 export async function writeImport(out: FileHandle, data: AsyncIterable<Uint8Array>, config: VolumeConfig, limit: number, options: ImportOptions): Promise<number> {
-  const writer = new SparseWriter(out);
+  const writer = new SparseWriter(out, { handOver: options.handOver === true });
   let bytes = 0;
   try {
     for await (const chunk of data) {
@@ -49,8 +50,9 @@ export async function writeImport(out: FileHandle, data: AsyncIterable<Uint8Arra
           details: { vid: config.vid, limit },
         });
       }
+      const length = chunk.byteLength; // a chunk handed over is empty once written
       await writer.write(chunk);
-      bytes += chunk.byteLength;
+      bytes += length;
       options.onProgress?.(bytes, limit);
     }
     await writer.finish();
