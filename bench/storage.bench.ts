@@ -6,10 +6,11 @@
  *   xfs (reflink) against the same on ext4 (a sparse block copy), and that copy against
  *   `cp --sparse=always` of the same image;
  * - import of 512 MiB of data into a volume (admin.vm.volume.ImportWithSize, sent by a process of
- *   its own: on the storage service's local socket as a sender on this host does, and as chunks
- *   on the bus as one on another host does), and the same import from a local stream, against
- *   `dd bs=1M conv=fsync` of the same file onto the same filesystem (target: at least 0.8x dd).
- *   None keeps a revision of what it replaces (dd does not).
+ *   its own: as a tool on this host does, copying a file into the file the service offers, from
+ *   the same filesystem (a reflink) and from another (cp's in-kernel copy), or streaming on the
+ *   service's local socket; and as chunks on the bus as one on another host does), and the same
+ *   import from a local stream, against `dd bs=1M conv=fsync` of the same file onto the same
+ *   filesystem (target: at least 0.8x dd). None keeps a revision of what it replaces (dd does not).
  * Run: npm run bench -- storage
  */
 import { execFile, execFileSync } from 'node:child_process';
@@ -87,7 +88,7 @@ async function main(): Promise<void> {
     const cloneRows = await benchClone(client, { reflink: xfs.path + '/qubes', plain: plainDir });
     printTable('clone of a 2 GiB private volume, 1 GiB of it data, ms (median of 5)', cloneRows);
 
-    const importRows = await benchImport(client, nats.url, dataDir, xfs.path);
+    const importRows = await benchImport(client, nats.url, dataDir, xfs.path, ext4.path);
     printTable(`import of ${IMPORT_BYTES / MiB} MiB against dd onto the same xfs (median of ${IMPORT_ROUNDS}; target: import >= 0.8x dd)`, importRows);
   } finally {
     await storage.stop();
@@ -143,26 +144,35 @@ async function benchClone(client: Bus, dirs: { reflink: string; plain: string })
   ];
 }
 
-async function benchImport(client: Bus, natsUrl: string, dataDir: string, fsPath: string): Promise<string[][]> {
+async function benchImport(client: Bus, natsUrl: string, dataDir: string, fsPath: string, otherFsPath: string): Promise<string[][]> {
   const source = path.join(fsPath, 'import-source.img');
   execFileSync('truncate', ['-s', `${IMPORT_BYTES}`, source]);
   fillHalf(source, IMPORT_BYTES); // all of it data: nothing to skip
+  const elsewhere = path.join(otherFsPath, 'import-source.img'); // the same, on another filesystem
+  execFileSync('cp', [source, elsewhere]);
   await client.request(AdminVmCreate.StandaloneVM, { payload: { name: 'importer', label: 'red' } });
   // like dd (and the local import below), the import keeps no copy of what it replaces
   await client.request(AdminVmVolumeSetRevisionsToKeep, { arg: 'private', payload: { value: 0 } }, { dest: 'importer' });
   // the storage library alone, fed from a local stream (what the service does with the chunks)
   const pool = new FileReflinkPool('bench', { dir_path: dataDir });
   const local = pool.volume({ name: 'private', pool: 'bench', vid: 'appvms/local/private', size: IMPORT_BYTES, rw: true, snap_on_start: false, save_on_stop: true, source: null, revisions_to_keep: 0 });
-  const times: Record<'socket' | 'bus' | 'local' | 'dd', number[]> = { socket: [], bus: [], local: [], dd: [] };
+  const ways = {
+    reflinked: { via: 'file', from: source },
+    copied: { via: 'file', from: elsewhere },
+    socket: { via: 'socket', from: source },
+    bus: { via: 'bus', from: source },
+  } as const;
+  const times: Record<keyof typeof ways | 'local' | 'dd', number[]> = { reflinked: [], copied: [], socket: [], bus: [], local: [], dd: [] };
   for (let round = 0; round < IMPORT_ROUNDS; round++) {
     // the sender in a process of its own, as a tool (or the backup service) is (asynchronously:
-    // the storage service answering it runs in this process): on this host it sends on the
-    // service's local socket; IMPORT_PATH=bus makes it send as a sender on another host does
-    for (const via of ['socket', 'bus'] as const) {
+    // the storage service answering it runs in this process): on this host it copies the file
+    // into the one the service offers, or streams on the service's local socket; IMPORT_PATH=bus
+    // makes it send as a sender on another host does
+    for (const [way, { via, from }] of Object.entries(ways) as Array<[keyof typeof ways, (typeof ways)[keyof typeof ways]]>) {
       execFileSync('sync');
       const env = { ...process.env, IMPORT_PATH: via };
-      const sent = await run(process.execPath, ['--import', 'tsx', path.join(__dirname, 'import-sender.ts'), natsUrl, 'importer', 'private', source], { encoding: 'utf8', env });
-      times[via].push(Number(sent.stdout.trim()));
+      const sent = await run(process.execPath, ['--import', 'tsx', path.join(__dirname, 'import-sender.ts'), natsUrl, 'importer', 'private', from], { encoding: 'utf8', env });
+      times[way].push(Number(sent.stdout.trim()));
     }
     execFileSync('sync');
     times.local.push(await timed(() => local.importData(createReadStream(source, { highWaterMark: MiB }), { size: IMPORT_BYTES, handOver: true })));
@@ -177,7 +187,9 @@ async function benchImport(client: Bus, natsUrl: string, dataDir: string, fsPath
   const row = (label: string, ms: number): string[] => [label, ms.toFixed(0), rate(ms), ratio(dd, ms)];
   return [
     ['', 'ms', 'throughput', 'vs dd'],
-    row('ImportWithSize, the data on the local socket (a sender on this host)', median(times.socket)),
+    row('ImportWithSize, a file here copied into the offered file, same fs (reflink)', median(times.reflinked)),
+    row('ImportWithSize, a file here copied into the offered file, from ext4 (cp)', median(times.copied)),
+    row('ImportWithSize, the data streamed on the local socket', median(times.socket)),
     row('ImportWithSize, the data as chunks on the bus (a sender on another host)', median(times.bus)),
     row('the same import from a local stream (no bus)', median(times.local)),
     row('dd bs=1M conv=fsync', dd),

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { mkdir, open, stat } from 'node:fs/promises';
+import path from 'node:path';
 import type { Bus, HandlerContext } from '@qubes-bus/bus';
 import {
   PowerState,
@@ -231,6 +233,26 @@ export class Storage {
       release();
       if (this.locks.get(vm) === mine) this.locks.delete(vm);
     };
+  }
+
+  /**
+   * A new, empty file beside `volume` that a tool on this host may write an import's data into:
+   * mode 0660, in the group of the run directory (the tools' group: who may reach its sockets).
+   * Null where there is no run directory or the volume is no file.
+   */
+  async scratchFileFor(volume: Volume): Promise<string | null> {
+    const dir = volume.scratchDir();
+    if (dir === null || this.localDir === undefined) return null;
+    await mkdir(this.localDir, { recursive: true, mode: 0o700 });
+    const file = path.join(dir, `.import-${randomBytes(8).toString('hex')}.img`);
+    const handle = await open(file, 'wx', 0o600);
+    try {
+      await handle.chown(-1, (await stat(this.localDir)).gid);
+      await handle.chmod(0o660);
+    } finally {
+      await handle.close();
+    }
+    return file;
   }
 
   newCloneToken(vm: string, volume: string): string {

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { connectBus, receiveBytes, sendBytes, type Bus } from '@qubes-bus/bus';
+import { connectBus, copyFileInto, receiveBytes, sendBytes, type Bus } from '@qubes-bus/bus';
 import {
   AdminPoolAdd,
   AdminPoolInfo,
@@ -86,10 +86,17 @@ afterAll(async () => {
   runDir?.remove();
 });
 
-/** An import as a tool on this host sends it (on the storage service's socket), or over the bus. */
-async function importInto(vm: string, volume: string, data: Buffer, size = data.length, via: 'socket' | 'bus' = 'socket'): Promise<unknown> {
-  const { stream, socket, token } = await client.request(AdminVmVolumeImportWithSize, { arg: volume, payload: { size } }, { dest: vm });
-  return sendBytes(client.nc, stream, pieces(data, 256 * 1024), via === 'socket' ? { socket, token } : {});
+/**
+ * An import as a tool on this host sends it (on the storage service's socket, or copied into the
+ * file it offers), or as one elsewhere does (over the bus).
+ */
+async function importInto(vm: string, volume: string, data: Buffer, size = data.length, via: 'socket' | 'file' | 'bus' = 'socket'): Promise<unknown> {
+  const offer = await client.request(AdminVmVolumeImportWithSize, { arg: volume, payload: { size } }, { dest: vm });
+  const source = path.join(xfs.path, 'import-source.img');
+  writeFileSync(source, data);
+  const options =
+    via === 'bus' ? {} : via === 'socket' ? { socket: offer.socket, token: offer.token } : { socket: offer.socket, token: offer.token, file: offer.file, writeFile: copyFileInto(source) };
+  return sendBytes(client.nc, offer.stream, pieces(data, 256 * 1024), options);
 }
 
 async function run(vm: string, during: (disks: DiskInfo[]) => void): Promise<void> {
@@ -139,9 +146,15 @@ describe('the storage service', () => {
       expect(tooBig.code).toBe('VOLUME_TOO_BIG');
       expect(readFileSync(image('appvms/work/private')).equals(data)).toBe(true);
     }
-    // the bus carries it whole too (a sender on another host)
-    expect(await importInto('work', 'private', data, data.length, 'bus')).toEqual({ bytes: data.length });
+    // the bus carries it whole too (a sender on another host), and a file here is copied in
+    for (const via of ['bus', 'file'] as const) {
+      expect(await importInto('work', 'private', data, data.length, via)).toEqual({ bytes: data.length });
+      expect(readFileSync(image('appvms/work/private')).equals(data)).toBe(true);
+    }
+    const tooBig = await rejectionOf(importInto('work', 'private', randomBytes(3 * MiB), 2 * MiB, 'file'));
+    expect(`${tooBig.code}: ${tooBig.message}`).toBe('VOLUME_TOO_BIG: the data for appvms/work/private is larger than declared (2097152 bytes)');
     expect(readFileSync(image('appvms/work/private')).equals(data)).toBe(true);
+    expect(readdirSync(path.dirname(image('appvms/work/private'))).filter((f) => f.startsWith('.import-'))).toEqual([]);
 
     await client.request(AdminVmCreate.AppVM, { arg: 'fedora', payload: { name: 'copy', label: 'green' } });
     const events = await client.subscribe(Subjects.vmEvents('copy'));

@@ -1,6 +1,7 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { chmod, mkdir } from 'node:fs/promises';
+import { constants, rmSync } from 'node:fs';
+import { access, chmod, mkdir, stat } from 'node:fs/promises';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from '@nats-io/nats-core';
@@ -20,7 +21,9 @@ import { encodeJson, errorFromBody, errorFromReply, headerSafe, SERVICE_ERROR_CO
  * disk writes a GiB/s): the receiver may also offer a Unix socket in a directory private to the
  * host's services, with a token to write first; a sender that can open it sends there, in
  * frames, and reads the outcome as the socket's last line. Qubes does the same: the Admin API
- * call goes through qrexec's policy, the data through the call's own pipe.
+ * call goes through qrexec's policy, the data through the call's own pipe. The receiver may also
+ * offer a file (Qubes' `import_data` path): a sender with its data in a file copies it in (the
+ * kernel does, or makes a reflink), then only ends on the socket (`<token> file`).
  */
 
 export const STREAM_SEQ_HEADER = 'Qubes-Stream-Seq';
@@ -51,10 +54,17 @@ export interface ByteStreamReceiver<T> {
   readonly socket: string | null;
   /** What a sender on the socket first writes (a line), so only who got the offer may send. */
   readonly token: string | null;
+  /**
+   * A file on the receiver's host a sender there may write the whole data into instead (with
+   * in-kernel copies, or a reflink), ending on the socket once it has: see `file` in ReceiveOptions.
+   */
+  readonly file: string | null;
+  /** Resolves with the way the sender takes, once it has begun (TIMEOUT after idleMs of nothing). */
+  readonly begun: Promise<'socket' | 'bus' | 'file'>;
   /** The chunks as they come; it ends at the sender's end mark, and throws TIMEOUT on a stall. */
   readonly chunks: AsyncIterable<Uint8Array>;
-  /** The way the sender took, once it has begun: the local socket, or chunks on the subject. */
-  readonly via: 'socket' | 'bus' | null;
+  /** The way the sender took, once it has begun: the local socket, chunks on the subject, the file. */
+  readonly via: 'socket' | 'bus' | 'file' | null;
   /** Answers the end mark with the result (or error), and closes the stream. */
   finish(outcome: { ok: true; value: T } | { ok: false; error: QubesError }): void;
 }
@@ -68,6 +78,11 @@ export interface ReceiveOptions {
    * besides the subject; without it, only the subject.
    */
   localDir?: string;
+  /**
+   * With `localDir`: an empty file, made by the receiver, that a sender on this host may write the
+   * data into; its chunks then end at once, and the receiver takes the data from the file.
+   */
+  file?: string;
 }
 
 /**
@@ -97,7 +112,9 @@ export async function receiveBytes<T>(nc: NatsConnection, options: ReceiveOption
   const queue: Arrival[] = [];
   let queuedLocalBytes = 0;
   let wake: (() => void) | undefined;
-  let path: 'bus' | 'socket' | undefined;
+  let path: 'bus' | 'socket' | 'file' | undefined;
+  let begin!: (via: 'bus' | 'socket' | 'file') => void;
+  const begun = new Promise<'bus' | 'socket' | 'file'>((resolve) => (begin = resolve));
   let local: Socket | undefined;
   let finished = false;
 
@@ -122,8 +139,8 @@ export async function receiveBytes<T>(nc: NatsConnection, options: ReceiveOption
   const sub: Subscription = nc.subscribe(subject, {
     callback: (err, msg) => {
       if (err !== null) return;
-      if (path === 'socket') return respondError(msg, new QubesError('BAD_REQUEST', 'this stream is being sent on its local socket'));
-      path = 'bus';
+      if (path !== undefined && path !== 'bus') return respondError(msg, new QubesError('BAD_REQUEST', 'this stream is being sent on its local socket'));
+      if (path === undefined) begin((path = 'bus'));
       if (failure !== undefined) {
         // The transfer has failed: whatever the sender still sends is answered with the failure.
         if (msg.headers?.has(STREAM_END_HEADER) === true) {
@@ -138,14 +155,19 @@ export async function receiveBytes<T>(nc: NatsConnection, options: ReceiveOption
     },
   });
 
-  const offer = options.localDir === undefined ? null : await offerSocket(options.localDir, (socket) => {
+  const offer = options.localDir === undefined ? null : await offerSocket(options.localDir, options.file !== undefined, (socket, mode) => {
     if (path !== undefined) return false;
-    path = 'socket';
+    begin((path = mode === 'file' ? 'file' : 'socket'));
     local = socket;
     const frames = new FrameReader();
     socket.on('data', (bytes: Buffer) => {
       if (frames.ended || finished) return; // after the end mark, or the outcome: nothing is data
-      for (const piece of frames.read(bytes)) {
+      const pieces = frames.read(bytes);
+      if (path === 'file' && pieces.length > 0) {
+        socket.destroy(); // the data was to be in the file: a sender that streams too is confused
+        return;
+      }
+      for (const piece of pieces) {
         queuedLocalBytes += piece.length;
         arrive({ bytes: piece });
       }
@@ -226,6 +248,11 @@ export async function receiveBytes<T>(nc: NatsConnection, options: ReceiveOption
     }
   }
 
+  const beginning = Promise.race([
+    begun,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new QubesError('TIMEOUT', `the sender sent nothing for ${idleMs / 1000} s`)), idleMs).unref()),
+  ]);
+  beginning.catch(() => undefined); // a receiver that never asks is told by its chunks
   await nc.flush();
   return {
     subject,
@@ -233,6 +260,8 @@ export async function receiveBytes<T>(nc: NatsConnection, options: ReceiveOption
     window,
     socket: offer?.path ?? null,
     token: offer?.token ?? null,
+    file: offer !== null && options.file !== undefined ? options.file : null,
+    begun: beginning,
     chunks: chunks(),
     get via() {
       return path ?? null;
@@ -304,7 +333,7 @@ function frameHeader(length: number): Buffer {
  * A one-sender Unix socket in `dir`: the first connection that writes the token line is handed
  * to `accept` (which may still refuse it); the socket file goes once one is taken, or at close.
  */
-async function offerSocket(dir: string, accept: (socket: Socket) => boolean): Promise<{ path: string; token: string; close(): void }> {
+async function offerSocket(dir: string, fileOffered: boolean, accept: (socket: Socket, mode: 'stream' | 'file') => boolean): Promise<{ path: string; token: string; close(): void }> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const file = join(dir, `s-${randomBytes(8).toString('hex')}.sock`);
   const token = randomBytes(24).toString('hex');
@@ -315,10 +344,13 @@ async function offerSocket(dir: string, accept: (socket: Socket) => boolean): Pr
     const onData = (bytes: Buffer): void => {
       const newline = bytes.indexOf(0x0a);
       head += bytes.subarray(0, newline < 0 ? bytes.length : newline).toString('latin1');
-      if (newline < 0 && head.length <= token.length) return;
+      if (newline < 0 && head.length <= token.length + ' file'.length) return;
       socket.off('data', onData);
       socket.pause();
-      if (newline < 0 || head !== token || closed || !accept(socket)) return void socket.destroy();
+      // `<token>` then frames of data, or `<token> file` then only the end mark (the data is in the file)
+      const [given, mode = 'stream', ...more] = head.split(' ');
+      const valid = newline >= 0 && given === token && more.length === 0 && (mode === 'stream' || (mode === 'file' && fileOffered));
+      if (!valid || closed || !accept(socket, mode as 'stream' | 'file')) return void socket.destroy();
       close();
       const rest = bytes.subarray(newline + 1);
       if (rest.length > 0) socket.unshift(rest);
@@ -349,6 +381,13 @@ export interface SendOptions {
   /** The receiver's local socket and its token (its offer): used when it is on this host. */
   socket?: string | null | undefined;
   token?: string | null | undefined;
+  /** The receiver's file, where it offers one (its offer), and how to write the data into it. */
+  file?: string | null | undefined;
+  /**
+   * Writes the whole data into `target` (an existing, empty file: write into it, do not replace
+   * it), where the receiver offers a file this sender may write; `source` is then not read.
+   */
+  writeFile?: ((target: string) => Promise<void>) | undefined;
 }
 
 /**
@@ -358,7 +397,9 @@ export interface SendOptions {
  */
 export async function sendBytes(nc: NatsConnection, subject: string, source: AsyncIterable<Uint8Array>, options: SendOptions = {}): Promise<unknown> {
   if (options.socket != null && options.token != null) {
+    const file = options.file != null && options.writeFile !== undefined && (await writable(options.file)) ? options.file : null;
     const socket = await connectLocal(options.socket);
+    if (socket !== null && file !== null) return sendLocal(socket, `${options.token} file`, null, options, () => options.writeFile!(file));
     if (socket !== null) return sendLocal(socket, options.token, source, options);
   }
   return sendChunks(nc, subject, source, options);
@@ -377,7 +418,17 @@ async function connectLocal(file: string): Promise<Socket | null> {
   });
 }
 
-async function sendLocal(socket: Socket, token: string, source: AsyncIterable<Uint8Array>, options: SendOptions): Promise<unknown> {
+async function writable(file: string): Promise<boolean> {
+  try {
+    await access(file, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** On the receiver's socket: `head`, then the data as frames (or written by `writeFile`), the end mark. */
+async function sendLocal(socket: Socket, head: string, source: AsyncIterable<Uint8Array> | null, options: SendOptions, writeFile?: () => Promise<void>): Promise<unknown> {
   let answer = '';
   let answered = false;
   const outcome = new Promise<string>((resolve, reject) => {
@@ -401,10 +452,23 @@ async function sendLocal(socket: Socket, token: string, source: AsyncIterable<Ui
       socket.once('drain', done).once('close', done);
     });
   let sent = 0;
-  socket.write(`${token}\n`);
+  socket.write(`${head}\n`);
   let complete = true;
   try {
-    for await (const piece of source) {
+    if (writeFile !== undefined) {
+      // the copy's progress is the file's size as it grows
+      const file = options.file!;
+      const poll = setInterval(() => {
+        stat(file).then((s) => options.onProgress?.(s.size), () => undefined);
+      }, 250);
+      try {
+        await writeFile();
+      } finally {
+        clearInterval(poll);
+      }
+      options.onProgress?.((await stat(file)).size);
+    }
+    for await (const piece of source ?? []) {
       if (answered || socket.destroyed) {
         complete = false; // the receiver has failed: it says why
         break;
@@ -509,4 +573,19 @@ async function sendChunks(nc: NatsConnection, subject: string, source: AsyncIter
   if (error !== undefined) throw error;
   if (failure !== undefined) throw failure;
   return reply.data.length === 0 ? null : (JSON.parse(new TextDecoder().decode(reply.data)) as unknown);
+}
+
+/**
+ * A `writeFile` for sendBytes whose data is the file `source`: coreutils' cp into the receiver's
+ * file, in place (the file is the receiver's: it is written, not replaced), holes kept and a
+ * reflink where both are on one filesystem that has them; the bytes never enter this process.
+ */
+export function copyFileInto(source: string): (target: string) => Promise<void> {
+  return (target) =>
+    new Promise((resolve, reject) => {
+      execFile('cp', ['--sparse=always', '--reflink=auto', '--', source, target], (err, _stdout, stderr) => {
+        if (err === null) return resolve();
+        reject(new QubesError('BAD_REQUEST', `cannot copy ${source}: ${stderr.trim() || err.message}`, { details: { file: source } }));
+      });
+    });
 }

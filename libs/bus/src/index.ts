@@ -8,7 +8,7 @@ export { destOf, handleRequest } from './handle';
 export type { Handler, HandlerContext, Incoming, Outcome, RequestOptions, Requester, Router } from './handle';
 export { SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER } from './wire';
 export { LocalRouter, reportFatal, serveStdio, StdioRequester } from './stdio';
-export { DEFAULT_STREAM_WINDOW, receiveBytes, sendBytes, STREAM_CHUNK_BYTES, STREAM_END_HEADER, STREAM_SEQ_HEADER, streamChunkBytes } from './byte-stream';
+export { copyFileInto, DEFAULT_STREAM_WINDOW, receiveBytes, sendBytes, STREAM_CHUNK_BYTES, STREAM_END_HEADER, STREAM_SEQ_HEADER, streamChunkBytes } from './byte-stream';
 export type { ByteStreamReceiver, SendOptions } from './byte-stream';
 export { runService } from './run-service';
 export type { Runnable } from './run-service';

@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { createConnection } from 'node:net';
 import { QubesError } from '@qubes-bus/contracts';
 import { captureLog, rejectionOf, startNats, tmpDataDir, type TestNats, type TmpDir } from '@qubes-bus/testing';
-import { connectBus, receiveBytes, sendBytes, type Bus } from '../src';
+import { connectBus, copyFileInto, receiveBytes, sendBytes, type Bus } from '../src';
 
 let nats: TestNats;
 let sender: Bus;
@@ -197,6 +198,55 @@ describe('bulk data over the bus', () => {
       expect(stream.via).toBe('bus');
       onSubject.unsubscribe();
       expect(existsSync(stream.socket!)).toBe(false);
+    });
+
+    it('lets a sender here write the data into the file the receiver offers (a copy by the kernel), and only end on the socket', async () => {
+      const data = randomBytes(5 * 1024 * 1024 + 99);
+      const source = path.join(runDir.path, 'source.img');
+      writeFileSync(source, data);
+      const offered = path.join(runDir.path, 'offered.img');
+      writeFileSync(offered, '');
+      const stream = await receiveBytes<{ sha: string; chunks: number }>(receiver.nc, { localDir: runDir.path, file: offered });
+      expect(stream.file).toBe(offered);
+      const taken = (async () => {
+        expect(await stream.begun).toBe('file');
+        let chunks = 0;
+        for await (const _chunk of stream.chunks) chunks++;
+        stream.finish({ ok: true, value: { sha: sha(readFileSync(offered)), chunks } });
+      })();
+      const progress: number[] = [];
+      const result = await sendBytes(sender.nc, stream.subject, pieces(Buffer.alloc(0), 1), {
+        socket: stream.socket,
+        token: stream.token,
+        file: stream.file,
+        writeFile: copyFileInto(source),
+        onProgress: (n) => progress.push(n),
+      });
+      await taken;
+      expect(result).toEqual({ sha: sha(data), chunks: 0 });
+      expect(progress.at(-1)).toBe(data.length);
+      expect(stream.via).toBe('file');
+    });
+
+    it('streams to a receiver offering a file when the sender has no file to give; a copy that fails fails the receiver too', async () => {
+      const offered = path.join(runDir.path, 'offered-too.img');
+      writeFileSync(offered, '');
+      const data = randomBytes(2 * 1024 * 1024);
+      let stream = await receiveBytes<{ sha: string; chunks: number }>(receiver.nc, { localDir: runDir.path, file: offered });
+      let consumed = consume(stream);
+      expect(await sendBytes(sender.nc, stream.subject, pieces(data, 65_536), { socket: stream.socket, token: stream.token, file: stream.file })).toEqual({
+        sha: sha(data),
+        chunks: Math.ceil(data.length / stream.chunkBytes),
+      });
+      expect(await consumed).toBeNull();
+      expect(stream.via).toBe('socket');
+
+      stream = await receiveBytes<{ sha: string; chunks: number }>(receiver.nc, { localDir: runDir.path, file: offered });
+      consumed = consume(stream);
+      const missing = path.join(runDir.path, 'missing.img');
+      const failure = await rejectionOf(sendBytes(sender.nc, stream.subject, pieces(data, 65_536), { socket: stream.socket, token: stream.token, file: stream.file, writeFile: copyFileInto(missing) }));
+      expect(failure.message).toContain(`cannot copy ${missing}`);
+      expect(((await consumed) as QubesError).code).toBe('OPERATION_CANCELLED');
     });
   });
 });

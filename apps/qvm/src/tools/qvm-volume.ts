@@ -1,6 +1,6 @@
 import { createReadStream, statSync } from 'node:fs';
 import { Command } from 'commander';
-import { sendBytes } from '@qubes-bus/bus';
+import { copyFileInto, sendBytes } from '@qubes-bus/bus';
 import {
   AdminVmList,
   AdminVmVolumeClear,
@@ -147,14 +147,22 @@ export function qvmVolume(ctx: ToolContext): Command {
       const fromStdin = file === '-';
       const size = options.size !== undefined ? parseSize(options.size) : fromStdin ? undefined : statSync(file).size;
       const bus = await ctx.bus();
-      const { stream, chunk_bytes, window, socket, token } =
+      const { stream, chunk_bytes, window, socket, token, file: offered } =
         size === undefined || !options.resize
           ? await bus.request(AdminVmVolumeImport, { arg: volume }, { dest: vm })
           : await bus.request(AdminVmVolumeImportWithSize, { arg: volume, payload: { size } }, { dest: vm });
       const source = fromStdin ? ctx.stdin : createReadStream(file, { highWaterMark: chunk_bytes });
       const bar = progressBar(ctx.stderr, `${vm}:${volume}`);
       try {
-        await sendBytes(bus.nc, stream, source as AsyncIterable<Uint8Array>, { chunkBytes: chunk_bytes, window, socket, token, onProgress: (done) => bar.update(done, size ?? done) });
+        await sendBytes(bus.nc, stream, source as AsyncIterable<Uint8Array>, {
+          chunkBytes: chunk_bytes,
+          window,
+          socket,
+          token,
+          // a file here is copied into the service's file: by the kernel, or a reflink
+          ...(fromStdin ? {} : { file: offered, writeFile: copyFileInto(file) }),
+          onProgress: (done) => bar.update(done, size ?? done),
+        });
       } finally {
         bar.end();
       }

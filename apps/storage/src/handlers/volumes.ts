@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import { destOf, receiveBytes, type HandlerContext, type Router } from '@qubes-bus/bus';
 import {
   AdminVmVolumeClear,
@@ -119,31 +120,50 @@ export function registerVolumeHandlers(router: Router, storage: Storage): void {
   const startImport = async (arg: string, size: number | undefined, ctx: HandlerContext) => {
     const vm = destOf(ctx);
     const release = await storage.holdVm(vm);
+    let scratch: string | null = null;
     try {
       const state = await storage.vmStorage(ctx, vm);
       requireHalted(state, `importing into its ${arg} volume`);
       const target = storage.volumeOf(state, arg);
       if (!target.config.save_on_stop) await target.volume.exportPath(); // VOLUME_NOT_PERSISTENT, before any data comes
-      const stream = await receiveBytes<{ bytes: number }>(storage.bus.nc, { localDir: storage.localDir });
+      // A sender on this host with the data in a file may write it into a file beside the volume
+      // (Qubes' import_data path): in-kernel copies, or a reflink; the import then copies it
+      // (a reflink too), so what the sender can still write is not the volume.
+      scratch = await storage.scratchFileFor(target.volume);
+      const file = scratch;
+      const stream = await receiveBytes<{ bytes: number }>(storage.bus.nc, { localDir: storage.localDir, ...(file === null ? {} : { file }) });
       // The data comes after this call is answered: the import runs on, holding the VM's lock.
       void (async () => {
+        let outcome: { ok: true; value: { bytes: number } } | { ok: false; error: QubesError };
         try {
-          // the stream's chunks are fresh buffers: the writer takes them as they are
-          const { bytes } = await target.volume.importData(stream.chunks, { size, handOver: true, onProgress: storage.progress(vm, arg, 'import') });
+          const options = { size, onProgress: storage.progress(vm, arg, 'import') };
+          let imported: { bytes: number };
+          if ((await stream.begun) === 'file') {
+            for await (const _none of stream.chunks) {
+              // nothing: the chunks end at the sender's end mark, once the file is written
+            }
+            imported = await target.volume.importFile(file!, options);
+          } else {
+            // the stream's chunks are fresh buffers: the writer takes them as they are
+            imported = await target.volume.importData(stream.chunks, { ...options, handOver: true });
+          }
           await storage.saveVolume(ctx, state, target);
           storage.changed(vm, arg, 'import', target.config.size);
-          ctx.log.info({ vm, volume: arg, bytes, via: stream.via }, 'volume imported');
-          stream.finish({ ok: true, value: { bytes } });
+          ctx.log.info({ vm, volume: arg, bytes: imported.bytes, via: stream.via }, 'volume imported');
+          outcome = { ok: true, value: imported };
         } catch (err) {
           ctx.log.warn({ err, vm, volume: arg }, 'volume import failed; the volume is as it was');
-          stream.finish({ ok: false, error: err instanceof QubesError ? err : new QubesError('INTERNAL', `the import failed (request ${ctx.reqId})`) });
           if (!(err instanceof QubesError)) ctx.log.error({ err }, 'import failed unexpectedly');
-        } finally {
-          release();
+          outcome = { ok: false, error: err instanceof QubesError ? err : new QubesError('INTERNAL', `the import failed (request ${ctx.reqId})`) };
         }
+        // the sender's file goes before the answer: what the sender sees done is done
+        if (file !== null) await rm(file, { force: true }).catch((err: unknown) => ctx.log.warn({ err, file }, 'an import file could not be removed'));
+        stream.finish(outcome);
+        release();
       })();
-      return { stream: stream.subject, chunk_bytes: stream.chunkBytes, window: stream.window, socket: stream.socket, token: stream.token };
+      return { stream: stream.subject, chunk_bytes: stream.chunkBytes, window: stream.window, socket: stream.socket, token: stream.token, file: stream.file };
     } catch (err) {
+      if (scratch !== null) await rm(scratch, { force: true });
       release();
       throw err;
     }

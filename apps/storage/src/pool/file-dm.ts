@@ -5,7 +5,7 @@ import { QubesError } from '@qubes-bus/contracts';
 import { ExecRunner, type CommandRunner } from './command-runner';
 import { checkOptions, DirPool, poolInvalid } from './dir-pool';
 import { copyImage, createSparse, diskUsage, exists, growFile, removeDurably, removeEmptyDir, renameDurably, replaceFile, withNewFile, type CopyOptions, type CopyResult } from './files';
-import { checkResize, requirePersistent, revisionToRevert, writeImport } from './volume-rules';
+import { checkResize, copyFrom, requirePersistent, revisionToRevert, writeImport } from './volume-rules';
 import { PoolDriverName, type BlockDevice, type ImportOptions, type Pool, type Revision, type Volume, type VolumeConfig, type VolumeContext } from './types';
 
 /** dm-snapshot's chunk, in 512-byte sectors (Qubes' block-snapshot script: 256, 128 KiB). */
@@ -302,6 +302,20 @@ class FileVolume implements Volume {
     await this.forgetStores();
     this.config.size = limit;
     return { bytes };
+  }
+
+  async importFile(file: string, options: ImportOptions = {}): Promise<{ bytes: number }> {
+    requirePersistent(this.config, 'import into');
+    await this.refuseWhileDirty('import into');
+    const limit = options.size ?? this.config.size;
+    const bytes = await replaceFile(this.image, (temp) => copyFrom(file, temp, this.config, limit, options));
+    await this.forgetStores();
+    this.config.size = limit;
+    return { bytes };
+  }
+
+  scratchDir(): string {
+    return path.dirname(this.pool.imagePath(this.config.vid, '.img'));
   }
 
   async importVolume(source: Volume, options: CopyOptions = {}): Promise<CopyResult> {

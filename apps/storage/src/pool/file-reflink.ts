@@ -18,7 +18,7 @@ import {
   type CopyResult,
 } from './files';
 import { checkOptions, DirPool, poolInvalid } from './dir-pool';
-import { checkResize, requirePersistent, revisionToRevert, writeImport } from './volume-rules';
+import { checkResize, copyFrom, requirePersistent, revisionToRevert, writeImport } from './volume-rules';
 import { PoolDriverName, type ImportOptions, type Pool, type Revision, type Volume, type VolumeConfig } from './types';
 
 /**
@@ -215,6 +215,23 @@ class ReflinkVolume implements Volume {
     await this.pruneRevisions();
     this.config.size = limit;
     return { bytes };
+  }
+
+  async importFile(file: string, options: ImportOptions = {}): Promise<{ bytes: number }> {
+    requirePersistent(this.config, 'import into');
+    const limit = options.size ?? this.config.size;
+    const bytes = await replaceFile(this.clean, async (temp) => {
+      const copied = await copyFrom(file, temp, this.config, limit, options);
+      await this.addRevision();
+      return copied;
+    });
+    await this.pruneRevisions();
+    this.config.size = limit;
+    return { bytes };
+  }
+
+  scratchDir(): string {
+    return path.dirname(this.clean);
   }
 
   async importVolume(source: Volume, options: CopyOptions = {}): Promise<CopyResult> {

@@ -118,6 +118,14 @@ class KernelVolume implements Volume {
     return Promise.reject(this.readOnly('imported into'));
   }
 
+  importFile(): Promise<{ bytes: number }> {
+    return Promise.reject(this.readOnly('imported into'));
+  }
+
+  scratchDir(): null {
+    return null;
+  }
+
   importVolume(): Promise<CopyResult> {
     return Promise.reject(this.readOnly('cloned into'));
   }

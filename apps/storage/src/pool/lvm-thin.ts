@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { QubesError } from '@qubes-bus/contracts';
@@ -250,6 +251,15 @@ class ThinVolume implements Volume {
     await this.commit('-import');
     this.config.size = limit;
     return { bytes };
+  }
+
+  /** The file's data written into the LV, as a stream's would be. */
+  importFile(file: string, options: ImportOptions = {}): Promise<{ bytes: number }> {
+    return this.importData(createReadStream(file, { highWaterMark: 1024 * 1024 }), { ...options, handOver: true });
+  }
+
+  scratchDir(): null {
+    return null; // an LV is no file: an import's data comes as a stream
   }
 
   async importVolume(source: Volume, options: CopyOptions = {}): Promise<CopyResult> {

@@ -78,6 +78,17 @@ export interface Volume {
   revert(revision?: string): Promise<void>;
   /** Replaces the volume's data with `data`, whole or not at all. */
   importData(data: AsyncIterable<Uint8Array>, options?: ImportOptions): Promise<{ bytes: number }>;
+  /**
+   * Replaces the volume's data with a copy of the file at `file` (a reflink where it can be), by
+   * the same rules as importData: more than the limit is VOLUME_TOO_BIG, less than a declared size
+   * VOLUME_IMPORT_SHORT.
+   */
+  importFile(file: string, options?: ImportOptions): Promise<{ bytes: number }>;
+  /**
+   * A directory on the volume's filesystem where a file to import from may be made (a copy from
+   * it is then a reflink where the filesystem has them); null where the volume is not a file.
+   */
+  scratchDir(): string | null;
   /** Replaces the volume's data with a copy of `source`'s (a reflink where it can be). */
   importVolume(source: Volume, options?: CopyOptions): Promise<CopyResult>;
   /** The committed image to read for an export or a clone. */

@@ -1,6 +1,6 @@
-import type { FileHandle } from 'node:fs/promises';
+import { stat, type FileHandle } from 'node:fs/promises';
 import { QubesError } from '@qubes-bus/contracts';
-import { checkCancelled } from './files';
+import { checkCancelled, copyImage, growFile } from './files';
 import { SparseWriter } from './sparse-writer';
 import type { ImportOptions, Revision, VolumeConfig } from './types';
 
@@ -45,11 +45,7 @@ export async function writeImport(out: FileHandle, data: AsyncIterable<Uint8Arra
   try {
     for await (const chunk of data) {
       checkCancelled(options.signal);
-      if (bytes + chunk.byteLength > limit) {
-        throw new QubesError('VOLUME_TOO_BIG', `the data for ${config.vid} is larger than ${options.size === undefined ? 'the volume' : 'declared'} (${limit} bytes)`, {
-          details: { vid: config.vid, limit },
-        });
-      }
+      checkImportSize(config, bytes + chunk.byteLength, limit, options.size, false);
       const length = chunk.byteLength; // a chunk handed over is empty once written
       await writer.write(chunk);
       bytes += length;
@@ -59,10 +55,36 @@ export async function writeImport(out: FileHandle, data: AsyncIterable<Uint8Arra
   } finally {
     await writer.settle(); // nothing may write to the file once it is closed
   }
-  if (options.size !== undefined && bytes < options.size) {
-    throw new QubesError('VOLUME_IMPORT_SHORT', `the data for ${config.vid} ended after ${bytes} of the ${options.size} bytes declared`, {
-      details: { vid: config.vid, size: options.size, received: bytes },
+  checkImportSize(config, bytes, limit, options.size);
+  return bytes;
+}
+
+/**
+ * The size an import's data has come to, against its limit, and once `complete`, against the
+ * size declared (if one was).
+ */
+export function checkImportSize(config: VolumeConfig, bytes: number, limit: number, declared: number | undefined, complete = true): void {
+  if (bytes > limit) {
+    throw new QubesError('VOLUME_TOO_BIG', `the data for ${config.vid} is larger than ${declared === undefined ? 'the volume' : 'declared'} (${limit} bytes)`, {
+      details: { vid: config.vid, limit },
     });
   }
-  return bytes;
+  if (complete && declared !== undefined && bytes < declared) {
+    throw new QubesError('VOLUME_IMPORT_SHORT', `the data for ${config.vid} ended after ${bytes} of the ${declared} bytes declared`, {
+      details: { vid: config.vid, size: declared, received: bytes },
+    });
+  }
+}
+
+/**
+ * Makes `target` a copy of `file` (a reflink where the filesystem has them), checked as an
+ * import's data is, and grown to `limit`; answers the data's size. The size is the copy's: the
+ * file may be someone else's to write, and only the copy is sure not to change.
+ */
+export async function copyFrom(file: string, target: string, config: VolumeConfig, limit: number, options: ImportOptions): Promise<number> {
+  await copyImage(file, target, options);
+  const { size } = await stat(target);
+  checkImportSize(config, size, limit, options.size);
+  if (size < limit) await growFile(target, limit);
+  return size;
 }

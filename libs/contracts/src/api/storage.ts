@@ -44,6 +44,8 @@ export const byteStreamSchema = z.object({
   window: z.number(),
   socket: z.nullable(z.string()),
   token: z.nullable(z.string()),
+  /** A file beside the volume a sender on this host may write the whole data into instead. */
+  file: z.nullable(z.string()),
 });
 
 const VOLUME_ERRORS: readonly ErrorCode[] = ['VM_NOT_FOUND', 'VOLUME_NOT_FOUND', 'POOL_NOT_FOUND'];
