@@ -42,6 +42,9 @@ export const STREAM_CHUNK_BYTES = 1024 * 1024;
 
 export const DEFAULT_STREAM_WINDOW = 8;
 
+/** How long a connection to a receiver's socket has to say its token. */
+const HANDSHAKE_MS = 10_000;
+
 export interface ByteStreamReceiver<T> {
   /** Where the sender sends. */
   readonly subject: string;
@@ -165,6 +168,7 @@ export async function receiveBytes<T>(nc: NatsConnection, options: ReceiveOption
       const pieces = frames.read(bytes);
       if (path === 'file' && pieces.length > 0) {
         socket.destroy(); // the data was to be in the file: a sender that streams too is confused
+        arrive({ localLost: true });
         return;
       }
       for (const piece of pieces) {
@@ -188,7 +192,9 @@ export async function receiveBytes<T>(nc: NatsConnection, options: ReceiveOption
       let timer: NodeJS.Timeout | undefined;
       const idle = await new Promise<boolean>((resolve) => {
         wake = () => resolve(false);
-        timer = setTimeout(() => resolve(true), idleMs);
+        // a sender copying into the file says nothing until it is done, however long that takes;
+        // if it dies, its socket closes, and that arrives
+        if (path !== 'file') timer = setTimeout(() => resolve(true), idleMs);
       }).finally(() => {
         clearTimeout(timer);
         wake = undefined;
@@ -253,7 +259,13 @@ export async function receiveBytes<T>(nc: NatsConnection, options: ReceiveOption
     new Promise<never>((_, reject) => setTimeout(() => reject(new QubesError('TIMEOUT', `the sender sent nothing for ${idleMs / 1000} s`)), idleMs).unref()),
   ]);
   beginning.catch(() => undefined); // a receiver that never asks is told by its chunks
-  await nc.flush();
+  try {
+    await nc.flush();
+  } catch (err) {
+    offer?.close();
+    sub.unsubscribe();
+    throw err;
+  }
   return {
     subject,
     chunkBytes,
@@ -341,12 +353,17 @@ async function offerSocket(dir: string, fileOffered: boolean, accept: (socket: S
   // half-open: the sender's end of its data must not close the way back for the outcome
   const server = createServer({ allowHalfOpen: true }, (socket) => {
     let head = '';
+    // a connection that does not say the token at once is let go
+    const handshake = setTimeout(() => socket.destroy(), HANDSHAKE_MS);
+    handshake.unref();
+    socket.once('close', () => clearTimeout(handshake));
     const onData = (bytes: Buffer): void => {
       const newline = bytes.indexOf(0x0a);
       head += bytes.subarray(0, newline < 0 ? bytes.length : newline).toString('latin1');
       if (newline < 0 && head.length <= token.length + ' file'.length) return;
       socket.off('data', onData);
       socket.pause();
+      clearTimeout(handshake);
       // `<token>` then frames of data, or `<token> file` then only the end mark (the data is in the file)
       const [given, mode = 'stream', ...more] = head.split(' ');
       const valid = newline >= 0 && given === token && more.length === 0 && (mode === 'stream' || (mode === 'file' && fileOffered));
@@ -365,8 +382,13 @@ async function offerSocket(dir: string, fileOffered: boolean, accept: (socket: S
     server.close();
     rmSync(file, { force: true });
   };
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(file, resolve));
-  await chmod(file, 0o660); // the directory says who may reach it (its group: the tools); the token, who may send
+  try {
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(file, resolve));
+    await chmod(file, 0o660); // the directory says who may reach it (its group: the tools); the token, who may send
+  } catch (err) {
+    close();
+    throw err;
+  }
   server.unref(); // an offer nobody takes keeps no process alive
   return { path: file, token, close };
 }

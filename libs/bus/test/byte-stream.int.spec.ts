@@ -200,14 +200,19 @@ describe('bulk data over the bus', () => {
       expect(existsSync(stream.socket!)).toBe(false);
     });
 
-    it('lets a sender here write the data into the file the receiver offers (a copy by the kernel), and only end on the socket', async () => {
+    it('lets a sender here write the data into the file the receiver offers (a copy by the kernel, however long it takes), and only end on the socket', async () => {
       const data = randomBytes(5 * 1024 * 1024 + 99);
       const source = path.join(runDir.path, 'source.img');
       writeFileSync(source, data);
       const offered = path.join(runDir.path, 'offered.img');
       writeFileSync(offered, '');
-      const stream = await receiveBytes<{ sha: string; chunks: number }>(receiver.nc, { localDir: runDir.path, file: offered });
+      // a copy that outlasts the receiver's patience with a silent sender is no silent sender
+      const stream = await receiveBytes<{ sha: string; chunks: number }>(receiver.nc, { localDir: runDir.path, file: offered, idleMs: 200 });
       expect(stream.file).toBe(offered);
+      const slowCopy = async (target: string): Promise<void> => {
+        await new Promise((resolve) => setTimeout(resolve, 600));
+        await copyFileInto(source)(target);
+      };
       const taken = (async () => {
         expect(await stream.begun).toBe('file');
         let chunks = 0;
@@ -219,7 +224,7 @@ describe('bulk data over the bus', () => {
         socket: stream.socket,
         token: stream.token,
         file: stream.file,
-        writeFile: copyFileInto(source),
+        writeFile: slowCopy,
         onProgress: (n) => progress.push(n),
       });
       await taken;
