@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Bus, HandlerContext } from '@qubes-bus/bus';
 import {
@@ -236,18 +236,23 @@ export class Storage {
   }
 
   /**
-   * A new, empty file beside `volume` that a tool on this host may write an import's data into:
-   * mode 0660, in the group of the run directory (the tools' group: who may reach its sockets).
-   * Null where there is no run directory or the volume is no file.
+   * A new, empty file on `volume`'s filesystem that a tool on this host may write an import's data
+   * into: mode 0660, in the group of the run directory (the tools' group: who may reach its
+   * sockets), in a directory that group may enter but not list, so only the one told its name
+   * can find it. Null where there is no run directory or the pool offers no such place.
    */
   async scratchFileFor(volume: Volume): Promise<string | null> {
     const dir = volume.scratchDir();
     if (dir === null || this.localDir === undefined) return null;
     await mkdir(this.localDir, { recursive: true, mode: 0o700 });
-    const file = path.join(dir, `.import-${randomBytes(8).toString('hex')}.img`);
+    const group = (await stat(this.localDir)).gid;
+    await mkdir(dir, { recursive: true });
+    await chown(dir, -1, group);
+    await chmod(dir, 0o710);
+    const file = path.join(dir, `${randomBytes(16).toString('hex')}.img`);
     const handle = await open(file, 'wx', 0o600);
     try {
-      await handle.chown(-1, (await stat(this.localDir)).gid);
+      await handle.chown(-1, group);
       await handle.chmod(0o660);
     } finally {
       await handle.close();

@@ -1,5 +1,6 @@
 import type { Router } from '@qubes-bus/bus';
 import { createReadStream, existsSync } from 'node:fs';
+import path from 'node:path';
 import { sendBytes } from '@qubes-bus/bus';
 import { StorageCreateVolumes, StorageExportVolume, StoragePostStop, StoragePreStart, StorageRemoveVolumes, type DiskInfo } from '@qubes-bus/contracts';
 import { frontends, toAttrs } from '../volume-config';
@@ -58,7 +59,9 @@ export function registerVmHooks(router: Router, storage: Storage): void {
       await new Promise<void>((resolve, reject) => stream.once('open', () => resolve()).once('error', reject));
       return stream;
     });
-    await sendBytes(storage.bus.nc, payload.stream, file, { chunkBytes: payload.chunk_bytes, window: payload.window, socket: payload.socket, token: payload.token });
+    // a socket the caller names is used only in the services' own run directory
+    const local = storage.localDir !== undefined && payload.socket != null && path.resolve(payload.socket).startsWith(`${path.resolve(storage.localDir)}${path.sep}`);
+    await sendBytes(storage.bus.nc, payload.stream, file, { chunkBytes: payload.chunk_bytes, window: payload.window, ...(local ? { socket: payload.socket, token: payload.token } : {}) });
     return { bytes: file.bytesRead };
   });
 

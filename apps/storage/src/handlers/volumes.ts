@@ -152,14 +152,19 @@ export function registerVolumeHandlers(router: Router, storage: Storage): void {
           ctx.log.info({ vm, volume: arg, bytes: imported.bytes, via: stream.via }, 'volume imported');
           outcome = { ok: true, value: imported };
         } catch (err) {
-          ctx.log.warn({ err, vm, volume: arg }, 'volume import failed; the volume is as it was');
+          ctx.log.warn({ err, vm, volume: arg }, 'volume import failed');
           if (!(err instanceof QubesError)) ctx.log.error({ err }, 'import failed unexpectedly');
           outcome = { ok: false, error: err instanceof QubesError ? err : new QubesError('INTERNAL', `the import failed (request ${ctx.reqId})`) };
         }
         // the sender's file goes before the answer: what the sender sees done is done
         if (file !== null) await rm(file, { force: true }).catch((err: unknown) => ctx.log.warn({ err, file }, 'an import file could not be removed'));
-        stream.finish(outcome);
-        release();
+        try {
+          stream.finish(outcome);
+        } catch (err) {
+          ctx.log.warn({ err, vm, volume: arg }, 'the import outcome could not be sent (the bus is closing?)');
+        } finally {
+          release();
+        }
       })();
       return { stream: stream.subject, chunk_bytes: stream.chunkBytes, window: stream.window, socket: stream.socket, token: stream.token, file: stream.file };
     } catch (err) {

@@ -1,4 +1,6 @@
-import { stat, statfs } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { copyFile, open, rm, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { QubesError } from '@qubes-bus/contracts';
 import { makeDir } from './files';
@@ -47,6 +49,7 @@ export abstract class DirPool {
       // reported below
     }
     if (!isDir) throw poolInvalid(this.name, `dir_path ${this.dirPath} does not exist or is not a directory`, 'dir_path');
+    this.reflinks = await reflinkSupported(this.dirPath);
     await this.checkDirectory();
     for (const prefix of ['appvms', 'vm-templates']) await makeDir(path.join(this.dirPath, prefix));
   }
@@ -63,6 +66,17 @@ export abstract class DirPool {
     return `${vm.dirPrefix}/${vm.name}/${volume}`;
   }
 
+  /**
+   * Where imports offer their files (on the pool's filesystem, so that taking one in is a
+   * reflink): only where the filesystem makes reflinks, else taking one in would be a second copy.
+   */
+  scratchDir(): string | null {
+    return this.reflinks ? path.join(this.dirPath, '.import') : null;
+  }
+
+  /** Whether the filesystem makes reflinks, as setup() found it. */
+  protected reflinks = false;
+
   /** The image of `vid` under this pool, checked to stay inside it. */
   imagePath(vid: string, suffix: string): string {
     const file = path.resolve(this.dirPath, `${vid}${suffix}`);
@@ -70,5 +84,25 @@ export abstract class DirPool {
       throw new QubesError('BAD_REQUEST', `volume id ${JSON.stringify(vid)} leaves the pool's directory`, { details: { field: 'vid' } });
     }
     return file;
+  }
+}
+
+/** Whether the filesystem of `dir` shares extents (FICLONE between two files in it). */
+export async function reflinkSupported(dir: string): Promise<boolean> {
+  const base = path.join(dir, `.reflink-check-${randomBytes(6).toString('hex')}`);
+  try {
+    const handle = await open(`${base}.a`, 'wx', 0o600);
+    try {
+      await handle.write('reflink check'); // an empty file clones trivially anywhere
+    } finally {
+      await handle.close();
+    }
+    await copyFile(`${base}.a`, `${base}.b`, constants.COPYFILE_FICLONE_FORCE);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await rm(`${base}.a`, { force: true });
+    await rm(`${base}.b`, { force: true });
   }
 }

@@ -314,8 +314,8 @@ class FileVolume implements Volume {
     return { bytes };
   }
 
-  scratchDir(): string {
-    return path.dirname(this.pool.imagePath(this.config.vid, '.img'));
+  scratchDir(): string | null {
+    return this.pool.scratchDir();
   }
 
   async importVolume(source: Volume, options: CopyOptions = {}): Promise<CopyResult> {

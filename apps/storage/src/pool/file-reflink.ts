@@ -1,6 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { copyFile, open, readdir, rm, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { QubesError } from '@qubes-bus/contracts';
 import {
@@ -57,7 +55,7 @@ export class FileReflinkPool extends DirPool implements Pool {
 
   /** With setup_check (the default) the directory's filesystem must do reflinks. */
   protected override async checkDirectory(): Promise<void> {
-    if (this.setupCheck && !(await reflinkSupported(this.dirPath))) {
+    if (this.setupCheck && !this.reflinks) {
       throw poolInvalid(
         this.name,
         `the filesystem of ${this.dirPath} does not do reflinks: copies would take time and space. Add setup_check=no to use it anyway`,
@@ -230,8 +228,8 @@ class ReflinkVolume implements Volume {
     return { bytes };
   }
 
-  scratchDir(): string {
-    return path.dirname(this.clean);
+  scratchDir(): string | null {
+    return this.pool.scratchDir();
   }
 
   async importVolume(source: Volume, options: CopyOptions = {}): Promise<CopyResult> {
@@ -284,25 +282,6 @@ class ReflinkVolume implements Volume {
 
 }
 
-/** Whether the filesystem of `dir` shares extents (FICLONE between two files in it). */
-export async function reflinkSupported(dir: string): Promise<boolean> {
-  const base = path.join(dir, `.reflink-check-${randomBytes(6).toString('hex')}`);
-  try {
-    const handle = await open(`${base}.a`, 'wx', 0o600);
-    try {
-      await handle.write('reflink check'); // an empty file clones trivially anywhere
-    } finally {
-      await handle.close();
-    }
-    await copyFile(`${base}.a`, `${base}.b`, constants.COPYFILE_FICLONE_FORCE);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await rm(`${base}.a`, { force: true });
-    await rm(`${base}.b`, { force: true });
-  }
-}
 
 function parseCount(pool: string, option: string, value: string): number {
   if (!/^\d{1,4}$/.test(value)) throw poolInvalid(pool, `${option} must be a whole number, not ${JSON.stringify(value)}`, option);

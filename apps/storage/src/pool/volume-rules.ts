@@ -82,6 +82,7 @@ export function checkImportSize(config: VolumeConfig, bytes: number, limit: numb
  * file may be someone else's to write, and only the copy is sure not to change.
  */
 export async function copyFrom(file: string, target: string, config: VolumeConfig, limit: number, options: ImportOptions): Promise<number> {
+  checkImportSize(config, (await stat(file)).size, limit, options.size, false); // too big: not even copied
   await copyImage(file, target, options);
   const { size } = await stat(target);
   checkImportSize(config, size, limit, options.size);
