@@ -20,8 +20,11 @@ class FakeDeviceMapper implements CommandRunner {
   readonly loops = new Map<string, { file: string; id: string; autoclear: boolean }>();
   readonly devices = new Map<string, { table: string; open: number; deps: string[] }>();
   mergeStatus = (sectors: string): string => `0 ${sectors} snapshot-merge 16/${sectors} 16`;
+  /** What `dmsetup create` says, when it is to fail (a kernel out of memory, a bad table). */
+  createFails: string | null = null;
 
   async run(program: string, args: readonly string[]): Promise<string> {
+    await new Promise((resolve) => setTimeout(resolve, 1)); // a command takes its time, as a real one does
     const command = `${program} ${args.join(' ')}`;
     const fail = (why: string): never => {
       throw new QubesError('STORAGE_COMMAND_FAILED', `${command}: ${why}`);
@@ -54,6 +57,7 @@ class FakeDeviceMapper implements CommandRunner {
       switch (args[0]) {
         case 'create': {
           if (device !== undefined) fail('exists');
+          if (this.createFails !== null) fail(this.createFails);
           const table = args[3]!;
           const deps = table.split(' ').filter((word) => word.startsWith('/dev/'));
           for (const dep of deps) {
@@ -82,6 +86,8 @@ class FakeDeviceMapper implements CommandRunner {
           return '';
         case 'status':
           return this.mergeStatus(device!.table.split(' ')[1]!);
+        case 'table': // as the kernel shows it: devices by major:minor
+          return `${device!.table.replace(/\/dev\/loop(\d+)/g, '7:$1')}\n`;
       }
     }
     return fail('not faked');
@@ -132,9 +138,21 @@ describe('the file pool, with device-mapper faked (this kernel has none): its im
     return { templateRoot, app };
   }
 
-  /** Writes at 1 MiB into a store: what dm does when a run overwrites a block. */
+  /**
+   * What dm-snapshot does to a persistent store when a run overwrites a block: the header, the
+   * exception (old chunk 0 kept in chunk 8) in the first metadata chunk, the old block at chunk 8.
+   */
   function recordWrite(cow: string, byte: number): void {
+    const header = Buffer.alloc(16);
+    header.write('SnAp', 0, 'latin1');
+    header.writeUInt32LE(1, 4);
+    header.writeUInt32LE(1, 8);
+    header.writeUInt32LE(256, 12);
+    const exception = Buffer.alloc(16);
+    exception.writeBigUInt64LE(8n, 8);
     const fd = openSync(cow, 'r+');
+    writeSync(fd, header, 0, 16, 0);
+    writeSync(fd, exception, 0, 16, 128 * 1024);
     writeSync(fd, Buffer.alloc(4096, byte), 0, 4096, MiB);
     closeSync(fd);
   }
@@ -166,6 +184,8 @@ describe('the file pool, with device-mapper faked (this kernel has none): its im
     ]);
     expect(root.blockDevice).toEqual({ path: `/dev/mapper/${origin}`, type: 'block' });
     expect(await root.isDirty()).toBe(false);
+    // written in place while it runs: not exported, even before the first write
+    await expect(root.exportPath()).rejects.toMatchObject({ code: 'VM_RUNNING' });
 
     recordWrite(cow, 9);
     expect(await root.isDirty()).toBe(true);
@@ -279,6 +299,8 @@ describe('the file pool, with device-mapper faked (this kernel has none): its im
     const snapshot = `snapshot-${fileId(img)}-${fileId(cow)}`;
     dm.devices.get(snapshot)!.open = 1;
     await expect(templateRoot.revert()).rejects.toMatchObject({ code: 'VM_RUNNING', message: expect.stringContaining(snapshot) });
+    // nor is new data imported under a VM that reads the image
+    await expect(templateRoot.importData((async function* () { yield Buffer.alloc(512, 1); })())).rejects.toMatchObject({ code: 'VM_RUNNING' });
     dm.devices.get(snapshot)!.open = 0;
     await app['root']!.stop();
 
@@ -327,6 +349,7 @@ describe('the file pool, with device-mapper faked (this kernel has none): its im
     ]);
     expect(statSync(img).size).toBe(128 * MiB);
     await expect(privateVolume.resize(MiB)).rejects.toMatchObject({ code: 'VOLUME_SHRINK_REFUSED' });
+    await expect(privateVolume.resize(256 * MiB + 100)).rejects.toMatchObject({ code: 'BAD_REQUEST' }); // not whole sectors
     const snapshot = pool.volume(config('disp', 'private', { snap_on_start: true, save_on_stop: false, source: 'appvms/work/private' }), privateVolume);
     await expect(snapshot.resize(256 * MiB)).rejects.toMatchObject({ code: 'VOLUME_READ_ONLY' });
     recordWrite(`${dir}/appvms/work/private-cow.img`, 4);
@@ -344,6 +367,30 @@ describe('the file pool, with device-mapper faked (this kernel has none): its im
 
     await privateVolume.remove();
     expect(existsSync(path.join(dir, 'appvms/work'))).toBe(false);
+  });
+
+  it('starts two VMs of a template at once on one shared snapshot and one loop per file: the pool\'s devices go one operation at a time', async () => {
+    const { templateRoot, app } = await templateAndAppVm('pv');
+    const other = pool.volume(config('mail', 'root', { snap_on_start: true, save_on_stop: false, source: 'vm-templates/fedora/root' }), templateRoot);
+    await Promise.all([app['root']!.start(), other.start()]);
+    expect(dm.take().filter((c) => c.startsWith('dmsetup create') || c.startsWith('losetup -f'))).toEqual([
+      `losetup -f --show ${image('vm-templates/fedora/root')}`,
+      `losetup -f --show ${dir}/vm-templates/fedora/root-cow.img`,
+      expect.stringMatching(/^dmsetup create snapshot-/),
+    ]);
+    await Promise.all([app['root']!.stop(), other.stop()]);
+    expect([dm.devices.size, dm.loops.size]).toEqual([0, 0]);
+  });
+
+  it('lets go of the loop devices it made when the device-mapper device cannot be made', async () => {
+    const root = pool.volume(config('fedora', 'root', { vid: 'vm-templates/fedora/root' }));
+    await root.create();
+    dm.createFails = 'device-mapper: reload ioctl failed: Cannot allocate memory';
+    await expect(root.start()).rejects.toMatchObject({ code: 'STORAGE_COMMAND_FAILED', message: expect.stringContaining('Cannot allocate memory') });
+    expect([dm.devices.size, dm.loops.size]).toEqual([0, 0]);
+    dm.createFails = null;
+    await root.start();
+    expect([dm.devices.size, dm.loops.size]).toEqual([2, 2]);
   });
 
   it('refuses options it does not know, more than one revision, and a dir_path that does not exist', async () => {

@@ -67,6 +67,19 @@ export class FilePool extends DirPool implements Pool {
     return { name: this.name, driver: this.driver, dir_path: this.dirPath, revisions_to_keep: String(this.revisionsToKeep) };
   }
 
+  private devicesFree: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Runs `work` on the pool's loop and device-mapper devices once the work before it is done: a
+   * template and its VMs share devices, so their starts and stops (each under its own VM's lock)
+   * must not interleave.
+   */
+  withDevices<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.devicesFree.then(work);
+    this.devicesFree = run.catch(() => undefined);
+    return run;
+  }
+
   volume(config: VolumeConfig, source?: Volume, vm?: VolumeContext): Volume {
     if (config.snap_on_start && config.save_on_stop) {
       throw poolInvalid(this.name, `${config.vid}: a volume both snap_on_start and save_on_stop is not supported by the file driver`, 'driver');
@@ -150,7 +163,11 @@ class FileVolume implements Volume {
     }
   }
 
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    return this.pool.withDevices(() => this.startDevices());
+  }
+
+  private async startDevices(): Promise<void> {
     await this.verify();
     if (this.layout.kind === 'volatile') {
       if (!this.layout.layerOfRoot) await this.resetImage(this.image, this.config.size);
@@ -188,7 +205,11 @@ class FileVolume implements Volume {
     return { device, name };
   }
 
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    return this.pool.withDevices(() => this.stopDevices());
+  }
+
+  private async stopDevices(): Promise<void> {
     switch (this.layout.kind) {
       case 'volatile':
         await removeDurably(this.image);
@@ -203,7 +224,8 @@ class FileVolume implements Volume {
         if (!(await this.dm.hasOrigin(this.image))) await this.dm.removeUnusedSnapshotsOf(this.image);
         return;
       case 'hvm-root':
-        if (await exists(this.layout.volatile)) await this.dm.removeIfUnused(await snapshotName(this.image, this.layout.volatile));
+        // the store goes only with its device: one still open would write into a deleted file
+        if (await exists(this.layout.volatile)) await this.dm.removeIfThere(await snapshotName(this.image, this.layout.volatile));
         await removeDurably(this.layout.volatile);
         return;
       case 'own-snapshot':
@@ -249,17 +271,20 @@ class FileVolume implements Volume {
       throw new QubesError('VOLUME_READ_ONLY', `volume ${this.config.vid} is a snapshot of ${this.config.source ?? 'its source'}: resize that one instead`, { details: { vid: this.config.vid } });
     }
     if (this.layout.kind === 'origin' && (await exists(this.cow))) await growFile(this.cow, size);
-    if (await exists(this.image)) {
-      await growFile(this.image, size);
-      // A running volume: its loop device, then its origin device, take the new size (the
-      // snapshot keeping the old blocks covers what was there, which is all it needs)
-      const loop = await this.dm.loopAttachedTo(this.image);
-      if (loop !== null) {
-        await this.dm.run('losetup', ['--set-capacity', loop]);
-        if (this.layout.kind === 'origin') await this.dm.grow(`origin-${await devIno(this.image)}`, `0 ${Math.floor(size / SECTOR)} snapshot-origin ${loop}`);
-      }
-    }
+    if (await exists(this.image)) await this.pool.withDevices(() => this.growImage(size));
     this.config.size = size;
+  }
+
+  /**
+   * Grows the image; a running volume's loop device, then its origin device, take the new size
+   * (the snapshot keeping the old blocks covers what was there, which is all it needs).
+   */
+  private async growImage(size: number): Promise<void> {
+    await growFile(this.image, size);
+    const loop = await this.dm.loopAttachedTo(this.image);
+    if (loop === null) return;
+    await this.dm.run('losetup', ['--set-capacity', loop]);
+    if (this.layout.kind === 'origin') await this.dm.grow(`origin-${await devIno(this.image)}`, `0 ${Math.floor(size / SECTOR)} snapshot-origin ${loop}`);
   }
 
   async revisions(): Promise<Revision[]> {
@@ -277,7 +302,11 @@ class FileVolume implements Volume {
    * by a snapshot-merge device, as Qubes' qvm-revert-template-changes did. The revision is used
    * up: this driver keeps one, and the current data does not become one.
    */
-  async revert(revision?: string): Promise<void> {
+  revert(revision?: string): Promise<void> {
+    return this.pool.withDevices(() => this.revertDevices(revision));
+  }
+
+  private async revertDevices(revision?: string): Promise<void> {
     revisionToRevert(this.config, await this.isDirty(), await this.revisions(), revision);
     const others = (await this.dm.snapshotsOf(this.image)).filter((d) => d.open > 0);
     if (others.length > 0) {
@@ -336,8 +365,13 @@ class FileVolume implements Volume {
     return this.image;
   }
 
+  /**
+   * The image is written in place while the volume runs (its origin is up), and read by every
+   * snapshot of it that a VM holds: neither may change under an export or an import.
+   */
   private async refuseWhileDirty(what: string): Promise<void> {
-    if (await this.isDirty()) {
+    const held = (await this.dm.snapshotsOf(this.image)).filter((d) => d.open > 0);
+    if ((await this.isDirty()) || (await this.dm.hasOrigin(this.image)) || held.length > 0) {
       throw new QubesError('VM_RUNNING', `cannot ${what} ${this.config.vid} while a run writes to it: stop its VM first`, { details: { vid: this.config.vid } });
     }
   }
@@ -371,12 +405,11 @@ async function cowHoldsData(cow: string): Promise<boolean> {
     return false;
   }
   try {
-    const allocated = (await handle.stat()).blocks * SECTOR;
-    if (allocated === 0) return false;
-    if (allocated > EMPTY_COW.length) return true;
+    // the first exception goes into the first metadata chunk, right after the header: a store
+    // whose header and first metadata chunk are those of an empty one (or all holes) holds none
     const head = Buffer.alloc(EMPTY_COW.length);
     await handle.read(head, 0, head.length, 0);
-    return !head.equals(EMPTY_COW);
+    return !head.equals(EMPTY_COW) && head.some((byte) => byte !== 0);
   } finally {
     await handle.close();
   }
@@ -426,33 +459,54 @@ class DeviceMapper {
     return /^(\/dev\/loop\d+):/m.exec(out)?.[1] ?? null;
   }
 
-  /** The loop device of `file`: the one it has (a device's layers must share it), else a new one. */
-  async loopOf(file: string): Promise<string> {
-    return (await this.loopAttachedTo(file)) ?? (await this.run('losetup', ['-f', '--show', file])).trim();
+  /**
+   * The loop device of `file`: the one it has (a device's layers must share it), else a new one,
+   * noted in `made` (let go again if the device it was for cannot be made).
+   */
+  async loopOf(file: string, made: string[] = []): Promise<string> {
+    const attached = await this.loopAttachedTo(file);
+    if (attached !== null) return attached;
+    const loop = (await this.run('losetup', ['-f', '--show', file])).trim();
+    made.push(loop);
+    return loop;
   }
 
-  private async ensure(name: string, table: string): Promise<BlockDevice> {
-    if (!(await this.devices()).some((d) => d.name === name)) await this.run('dmsetup', ['create', name, '--table', table]);
+  /** Makes the device `name` unless it is there, its table from `table` (given the loops it makes). */
+  private async ensure(name: string, table: (made: string[]) => Promise<string>): Promise<BlockDevice> {
+    if (!(await this.devices()).some((d) => d.name === name)) {
+      const made: string[] = [];
+      try {
+        await this.run('dmsetup', ['create', name, '--table', await table(made)]);
+      } catch (err) {
+        for (const loop of made) await this.run('losetup', ['-d', loop]).catch(() => undefined);
+        throw err;
+      }
+    }
     return { path: path.join(this.mapperDir, name), type: 'block' };
   }
 
   /** `snapshot-<image>-<cow>`: the image as it was when the store was new. */
   async snapshot(image: string, cow: string, sectors: number): Promise<{ device: BlockDevice; name: string; loop: string }> {
     const name = await snapshotName(image, cow);
-    const loop = await this.loopOf(image);
-    const device = await this.ensure(name, `0 ${sectors} snapshot ${loop} ${await this.loopOf(cow)} P ${CHUNK_SECTORS}`);
+    let loop = '';
+    const device = await this.ensure(name, async (made) => {
+      loop = await this.loopOf(image, made);
+      return `0 ${sectors} snapshot ${loop} ${await this.loopOf(cow, made)} P ${CHUNK_SECTORS}`;
+    });
+    // the origin must sit on the very loop its snapshots do: dm links them by block device
+    loop ||= (await this.loopsUnder(name))[0] ?? (await this.loopOf(image));
     return { device, name, loop };
   }
 
   /** A writable snapshot of a snapshot device, its own store in `cow`. */
   async snapshotOf(lower: { device: BlockDevice; name: string }, cow: string, sectors: number): Promise<BlockDevice> {
     const name = `${lower.name}-${await devIno(cow)}`;
-    return this.ensure(name, `0 ${sectors} snapshot ${lower.device.path} ${await this.loopOf(cow)} P ${CHUNK_SECTORS}`);
+    return this.ensure(name, async (made) => `0 ${sectors} snapshot ${lower.device.path} ${await this.loopOf(cow, made)} P ${CHUNK_SECTORS}`);
   }
 
   /** `origin-<image>`: writes go to the image, the blocks they replace to its snapshots' stores. */
   async origin(image: string, loop: string, sectors: number): Promise<BlockDevice> {
-    return this.ensure(`origin-${await devIno(image)}`, `0 ${sectors} snapshot-origin ${loop}`);
+    return this.ensure(`origin-${await devIno(image)}`, async () => `0 ${sectors} snapshot-origin ${loop}`);
   }
 
   /** A new, larger table for a live device: loaded, then swapped in. */
@@ -460,6 +514,12 @@ class DeviceMapper {
     if (!(await this.devices()).some((d) => d.name === name)) return;
     await this.run('dmsetup', ['reload', name, '--table', table]);
     await this.run('dmsetup', ['resume', name]);
+  }
+
+  /** The loop devices a device sits on, in its table's order (an image's, then its store's). */
+  private async loopsUnder(name: string): Promise<string[]> {
+    const table = await this.run('dmsetup', ['table', name]);
+    return [...table.matchAll(/\b(\d+):(\d+)\b|(\/dev\/loop\d+)/g)].flatMap((m) => (m[3] !== undefined ? [m[3]] : m[1] === '7' ? [`/dev/loop${m[2]}`] : []));
   }
 
   async hasOrigin(image: string): Promise<boolean> {
@@ -502,7 +562,7 @@ class DeviceMapper {
   /** Merges a snapshot store back into its image and waits until the merge is done. */
   async merge(image: string, cow: string, sectors: number): Promise<void> {
     const name = await snapshotName(image, cow);
-    await this.ensure(name, `0 ${sectors} snapshot-merge ${await this.loopOf(image)} ${await this.loopOf(cow)} P ${CHUNK_SECTORS}`);
+    await this.ensure(name, async (made) => `0 ${sectors} snapshot-merge ${await this.loopOf(image, made)} ${await this.loopOf(cow, made)} P ${CHUNK_SECTORS}`);
     for (;;) {
       const status = (await this.run('dmsetup', ['status', name])).trim();
       // "<start> <length> snapshot-merge <allocated>/<total> <metadata>": done when only metadata is left

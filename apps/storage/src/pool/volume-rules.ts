@@ -6,8 +6,11 @@ import type { ImportOptions, Revision, VolumeConfig } from './types';
 
 /** What every driver checks the same way (Qubes' Volume base class and its drivers). */
 
-/** A resize only grows, and only a writable volume. */
+/** A resize only grows, only a writable volume, and to whole 512-byte sectors (what disks hold). */
 export function checkResize(config: VolumeConfig, size: number): void {
+  if (size % 512 !== 0) {
+    throw new QubesError('BAD_REQUEST', `a volume's size is a whole number of 512-byte sectors: ${size} bytes is not`, { details: { field: 'size', vid: config.vid } });
+  }
   if (!config.rw) throw new QubesError('VOLUME_READ_ONLY', `volume ${config.vid} is read-only: it cannot be resized`, { details: { vid: config.vid } });
   if (size < config.size) {
     throw new QubesError('VOLUME_SHRINK_REFUSED', `volume ${config.vid} only grows: ${size} bytes is less than its ${config.size}`, {
