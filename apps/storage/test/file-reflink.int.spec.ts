@@ -100,8 +100,13 @@ describe('the file-reflink pool, on real filesystems', () => {
   });
 
   it('clones a 1 GiB volume on xfs in well under a second and nearly no space', async () => {
+    // a file offered to an import that a stopped service never took in goes at the next start
+    mkdirSync(path.join(xfs.path, '.import'), { recursive: true });
+    closeSync(openSync(path.join(xfs.path, '.import/left-over.img'), 'w'));
     const pool = new FileReflinkPool('test', { dir_path: xfs.path });
     await pool.setup();
+    expect(pool.scratchDir()).toBe(path.join(xfs.path, '.import'));
+    expect(existsSync(path.join(xfs.path, '.import'))).toBe(false);
     const source = await persistentVolume(pool, 'appvms/big/private', { size: GiB });
     const data = path.join(xfs.path, 'appvms/big/private.img');
     // a full gigabyte of data, not holes: a plain copy would take seconds and a gigabyte
@@ -126,6 +131,7 @@ describe('the file-reflink pool, on real filesystems', () => {
 
     const pool = new FileReflinkPool('plain', { dir_path: ext4.path, setup_check: 'no' });
     await pool.setup();
+    expect(pool.scratchDir()).toBeNull(); // an import's file taken in here would be a second copy
     const source = await persistentVolume(pool, 'appvms/sparse/private', { size: GiB });
     const image = path.join(ext4.path, 'appvms/sparse/private.img');
     const pattern = randomBytes(8 * MiB);

@@ -52,6 +52,8 @@ export abstract class DirPool {
     this.reflinks = await reflinkSupported(this.dirPath);
     await this.checkDirectory();
     for (const prefix of ['appvms', 'vm-templates']) await makeDir(path.join(this.dirPath, prefix));
+    // files offered to imports that a service that stopped never took in: no import runs yet
+    await rm(path.join(this.dirPath, '.import'), { recursive: true, force: true });
   }
 
   /** What the driver needs of the directory's filesystem, beyond its being there. */
