@@ -4,8 +4,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { QubesError } from '@qubes-bus/contracts';
 import { ExecRunner, type CommandRunner } from './command-runner';
 import { checkOptions, DirPool, poolInvalid } from './dir-pool';
-import { copyImage, createSparse, diskUsage, exists, growFile, removeDurably, removeEmptyDir, renameDurably, replaceFile, withNewFile, type CopyOptions, type CopyResult } from './files';
-import { checkResize, copyFrom, requirePersistent, revisionToRevert, writeImport } from './volume-rules';
+import { copyImage, createSparse, diskUsage, exists, growFile, removeDurably, removeEmptyDir, renameDurably, replaceFile, type CopyOptions, type CopyResult } from './files';
+import { checkResize, copyFrom, requirePersistent, revisionToRevert, writeImportFile } from './volume-rules';
 import { PoolDriverName, type BlockDevice, type ImportOptions, type Pool, type Revision, type Volume, type VolumeConfig, type VolumeContext } from './types';
 
 /** dm-snapshot's chunk, in 512-byte sectors (Qubes' block-snapshot script: 256, 128 KiB). */
@@ -178,8 +178,7 @@ class FileVolume implements Volume {
       case 'origin': {
         // A store left by a run that never stopped still holds that run's undo: kept, as Qubes does.
         if (!(await exists(this.cow))) await createSparse(this.cow, this.config.size);
-        const { loop } = await this.dm.snapshot(this.image, this.cow, sectors);
-        this.device = await this.dm.origin(this.image, loop, sectors);
+        this.device = await this.dm.origin(this.image, await this.dm.snapshot(this.image, this.cow, sectors), sectors);
         return;
       }
       case 'shared-snapshot':
@@ -308,7 +307,7 @@ class FileVolume implements Volume {
 
   private async revertDevices(revision?: string): Promise<void> {
     revisionToRevert(this.config, await this.isDirty(), await this.revisions(), revision);
-    const others = (await this.dm.snapshotsOf(this.image)).filter((d) => d.open > 0);
+    const others = (await this.dm.users(this.image)).held;
     if (others.length > 0) {
       throw new QubesError('VM_RUNNING', `VMs still run on ${this.config.vid} (${others.map((d) => d.name).join(', ')}): shut them down before a revert`, {
         details: { vid: this.config.vid },
@@ -321,24 +320,15 @@ class FileVolume implements Volume {
   }
 
   async importData(data: AsyncIterable<Uint8Array>, options: ImportOptions = {}): Promise<{ bytes: number }> {
-    requirePersistent(this.config, 'import into');
-    await this.refuseWhileDirty('import into');
     const limit = options.size ?? this.config.size;
-    const bytes = await replaceFile(this.image, (temp) => withNewFile(temp, async (out) => {
-      await out.truncate(limit);
-      return writeImport(out, data, this.config, limit, options);
-    }));
-    await this.forgetStores();
+    const bytes = await this.replaceData('import into', (temp) => writeImportFile(temp, data, this.config, limit, options));
     this.config.size = limit;
     return { bytes };
   }
 
   async importFile(file: string, options: ImportOptions = {}): Promise<{ bytes: number }> {
-    requirePersistent(this.config, 'import into');
-    await this.refuseWhileDirty('import into');
     const limit = options.size ?? this.config.size;
-    const bytes = await replaceFile(this.image, (temp) => copyFrom(file, temp, this.config, limit, options));
-    await this.forgetStores();
+    const bytes = await this.replaceData('import into', (temp) => copyFrom(file, temp, this.config, limit, options));
     this.config.size = limit;
     return { bytes };
   }
@@ -348,12 +338,22 @@ class FileVolume implements Volume {
   }
 
   async importVolume(source: Volume, options: CopyOptions = {}): Promise<CopyResult> {
-    requirePersistent(this.config, 'clone into');
-    await this.refuseWhileDirty('clone into');
     const from = await source.exportPath();
-    const result = await replaceFile(this.image, (temp) => copyImage(from, temp, options));
-    await this.forgetStores();
+    const result = await this.replaceData('clone into', (temp) => copyImage(from, temp, options));
     this.config.size = result.bytes;
+    return result;
+  }
+
+  /**
+   * The data replaced by what `write` makes at a temporary path, while nothing uses the image;
+   * the stores, which hold blocks of the old image, no longer mean anything then.
+   */
+  private async replaceData<T>(what: string, write: (temp: string) => Promise<T>): Promise<T> {
+    requirePersistent(this.config, what);
+    await this.refuseWhileDirty(what);
+    const result = await replaceFile(this.image, write);
+    await removeDurably(this.oldCow);
+    await removeDurably(this.cow);
     return result;
   }
 
@@ -370,16 +370,10 @@ class FileVolume implements Volume {
    * snapshot of it that a VM holds: neither may change under an export or an import.
    */
   private async refuseWhileDirty(what: string): Promise<void> {
-    const held = (await this.dm.snapshotsOf(this.image)).filter((d) => d.open > 0);
-    if ((await this.isDirty()) || (await this.dm.hasOrigin(this.image)) || held.length > 0) {
+    const { origin, held } = await this.dm.users(this.image);
+    if (origin || held.length > 0 || (await this.isDirty())) {
       throw new QubesError('VM_RUNNING', `cannot ${what} ${this.config.vid} while a run writes to it: stop its VM first`, { details: { vid: this.config.vid } });
     }
-  }
-
-  /** New data: the stores, which hold blocks of the old image, no longer mean anything. */
-  private async forgetStores(): Promise<void> {
-    await removeDurably(this.oldCow);
-    await removeDurably(this.cow);
   }
 
   private async resetImage(file: string, size: number): Promise<void> {
@@ -486,15 +480,13 @@ class DeviceMapper {
   }
 
   /** `snapshot-<image>-<cow>`: the image as it was when the store was new. */
-  async snapshot(image: string, cow: string, sectors: number): Promise<{ device: BlockDevice; name: string; loop: string }> {
+  async snapshot(image: string, cow: string, sectors: number): Promise<{ device: BlockDevice; name: string; loop: string | null }> {
     const name = await snapshotName(image, cow);
-    let loop = '';
+    let loop: string | null = null;
     const device = await this.ensure(name, async (made) => {
       loop = await this.loopOf(image, made);
       return `0 ${sectors} snapshot ${loop} ${await this.loopOf(cow, made)} P ${CHUNK_SECTORS}`;
     });
-    // the origin must sit on the very loop its snapshots do: dm links them by block device
-    loop ||= (await this.loopsUnder(name))[0] ?? (await this.loopOf(image));
     return { device, name, loop };
   }
 
@@ -504,9 +496,16 @@ class DeviceMapper {
     return this.ensure(name, async (made) => `0 ${sectors} snapshot ${lower.device.path} ${await this.loopOf(cow, made)} P ${CHUNK_SECTORS}`);
   }
 
-  /** `origin-<image>`: writes go to the image, the blocks they replace to its snapshots' stores. */
-  async origin(image: string, loop: string, sectors: number): Promise<BlockDevice> {
-    return this.ensure(`origin-${await devIno(image)}`, async () => `0 ${sectors} snapshot-origin ${loop}`);
+  /**
+   * `origin-<image>`: writes go to the image, the blocks they replace to its snapshots' stores. It
+   * must sit on the very loop its snapshot does (dm links them by block device): the one the
+   * snapshot was just made on, else the one its table names.
+   */
+  async origin(image: string, snapshot: { name: string; loop: string | null }, sectors: number): Promise<BlockDevice> {
+    return this.ensure(`origin-${await devIno(image)}`, async () => {
+      const loop = snapshot.loop ?? (await this.loopsUnder(snapshot.name))[0] ?? (await this.loopOf(image));
+      return `0 ${sectors} snapshot-origin ${loop}`;
+    });
   }
 
   /** A new, larger table for a live device: loaded, then swapped in. */
@@ -523,8 +522,17 @@ class DeviceMapper {
   }
 
   async hasOrigin(image: string): Promise<boolean> {
-    const name = `origin-${await devIno(image)}`;
-    return (await this.devices()).some((d) => d.name === name);
+    return (await this.users(image)).origin;
+  }
+
+  /** Who uses the image: its origin (a run writing it), and the VMs holding snapshots of it. */
+  async users(image: string): Promise<{ origin: boolean; held: DmDevice[] }> {
+    const id = await devIno(image);
+    const devices = await this.devices();
+    return {
+      origin: devices.some((d) => d.name === `origin-${id}`),
+      held: devices.filter((d) => d.name.startsWith(`snapshot-${id}-`) && d.open > 0),
+    };
   }
 
   async snapshotsOf(image: string): Promise<DmDevice[]> {

@@ -11,12 +11,11 @@ import {
   removeEmptyDir,
   renameDurably,
   replaceFile,
-  withNewFile,
   type CopyOptions,
   type CopyResult,
 } from './files';
 import { checkOptions, DirPool, poolInvalid } from './dir-pool';
-import { checkResize, copyFrom, requirePersistent, revisionToRevert, writeImport } from './volume-rules';
+import { checkResize, copyFrom, requirePersistent, revisionToRevert, writeImportFile } from './volume-rules';
 import { PoolDriverName, type ImportOptions, type Pool, type Revision, type Volume, type VolumeConfig } from './types';
 
 /**
@@ -202,15 +201,7 @@ class ReflinkVolume implements Volume {
   async importData(data: AsyncIterable<Uint8Array>, options: ImportOptions = {}): Promise<{ bytes: number }> {
     requirePersistent(this.config, 'import into');
     const limit = options.size ?? this.config.size;
-    let bytes = 0;
-    await replaceFile(this.clean, async (temp) => {
-      bytes = await withNewFile(temp, async (out) => {
-        await out.truncate(limit);
-        return writeImport(out, data, this.config, limit, options);
-      });
-      await this.addRevision();
-    });
-    await this.pruneRevisions();
+    const bytes = await this.replaceData((temp) => writeImportFile(temp, data, this.config, limit, options));
     this.config.size = limit;
     return { bytes };
   }
@@ -218,12 +209,7 @@ class ReflinkVolume implements Volume {
   async importFile(file: string, options: ImportOptions = {}): Promise<{ bytes: number }> {
     requirePersistent(this.config, 'import into');
     const limit = options.size ?? this.config.size;
-    const bytes = await replaceFile(this.clean, async (temp) => {
-      const copied = await copyFrom(file, temp, this.config, limit, options);
-      await this.addRevision();
-      return copied;
-    });
-    await this.pruneRevisions();
+    const bytes = await this.replaceData((temp) => copyFrom(file, temp, this.config, limit, options));
     this.config.size = limit;
     return { bytes };
   }
@@ -235,13 +221,19 @@ class ReflinkVolume implements Volume {
   async importVolume(source: Volume, options: CopyOptions = {}): Promise<CopyResult> {
     requirePersistent(this.config, 'clone into');
     const from = await source.exportPath();
+    const result = await this.replaceData((temp) => copyImage(from, temp, options));
+    this.config.size = result.bytes; // a clone is its source, size included (Qubes: import_volume)
+    return result;
+  }
+
+  /** The data replaced by what `write` makes at a temporary path; the image before, a revision. */
+  private async replaceData<T>(write: (temp: string) => Promise<T>): Promise<T> {
     const result = await replaceFile(this.clean, async (temp) => {
-      const copied = await copyImage(from, temp, options);
+      const written = await write(temp);
       await this.addRevision();
-      return copied;
+      return written;
     });
     await this.pruneRevisions();
-    this.config.size = result.bytes; // a clone is its source, size included (Qubes: import_volume)
     return result;
   }
 

@@ -1,6 +1,6 @@
 import { stat, type FileHandle } from 'node:fs/promises';
 import { QubesError } from '@qubes-bus/contracts';
-import { checkCancelled, copyImage, growFile } from './files';
+import { checkCancelled, copyImage, growFile, withNewFile } from './files';
 import { SparseWriter } from './sparse-writer';
 import type { ImportOptions, Revision, VolumeConfig } from './types';
 
@@ -36,6 +36,14 @@ export function revisionToRevert(config: VolumeConfig, dirty: boolean, revisions
     });
   }
   return target;
+}
+
+/** A new sparse file of `limit` bytes at `file`, holding an import's data (writeImport's rules). */
+export function writeImportFile(file: string, data: AsyncIterable<Uint8Array>, config: VolumeConfig, limit: number, options: ImportOptions): Promise<number> {
+  return withNewFile(file, async (out) => {
+    await out.truncate(limit);
+    return writeImport(out, data, config, limit, options);
+  });
 }
 
 /**
