@@ -1,8 +1,11 @@
 export { BUILTIN_LABEL_COUNT, DEFAULT_LABELS, labelId } from './labels';
 export type { Label } from './labels';
-export { ADMIN_VM_NAME, MAX_DISPID, MAX_QID, QubesApp } from './qubes-app';
-export type { Change, CreateDomainSpec, Domain, Extras, Mutation, StoredValue, UsedBy } from './qubes-app';
-export { deviceBackends } from './qubes-app';
+export { ADMIN_VM_NAME, deviceBackends } from './domain';
+export type { Domain, Extras, StoredValue } from './domain';
+export type { Change, Mutation } from './mutation';
+export { QubesApp } from './qubes-app';
+export { MAX_DISPID, MAX_QID } from './vm-collection';
+export type { CreateDomainSpec, UsedBy } from './vm-collection';
 export { CLASS_PROPERTIES, GLOBAL_PROPERTIES, propertyDef, propertyDefs, vmidToIpv4 } from './property-table';
 export type { PropertyDef, PropertyScope } from './property-table';
 export { initialQubesApp, loadQubesXml, serializeQubesXml } from './qubes-xml';

@@ -1,3 +1,7 @@
+import { QubesError } from '@qubes-bus/contracts';
+import { touch, type Mutation } from './mutation';
+import type { QubesApp } from './qubes-app';
+
 /** A VM label: a colour with a name (qubes/__init__.py Label). */
 export interface Label {
   readonly index: number;
@@ -24,4 +28,27 @@ export const BUILTIN_LABEL_COUNT = 8;
 /** qubes.xml refers to labels as `label-<index>`. */
 export function labelId(label: Label): string {
   return `label-${label.index}`;
+}
+
+export function createLabel(app: QubesApp, name: string, color: string): Mutation {
+  for (const label of app.labels.values()) {
+    if (label.name === name) throw new QubesError('LABEL_EXISTS', `a label named ${name} exists already`);
+  }
+  const index = Math.max(BUILTIN_LABEL_COUNT, ...app.labels.keys()) + 1;
+  const undo = touch(app, null, () => app.labels.delete(index));
+  app.labels.set(index, { index, color: color.toLowerCase(), name });
+  return { changes: [{ type: 'label-add', label: name, color: color.toLowerCase(), index }], undo };
+}
+
+export function removeLabel(app: QubesApp, name: string): Mutation {
+  const label = app.label(name);
+  if (label.index <= BUILTIN_LABEL_COUNT) throw new QubesError('LABEL_IN_USE', `${name} is a built-in label`);
+  const ref = `label-${label.index}`;
+  const users = [...app.domains.entries()].filter(([, d]) => d.props.get('label')?.ref === ref).map(([n]) => n);
+  if (users.length > 0) {
+    throw new QubesError('LABEL_IN_USE', `${name} is the label of ${users.join(', ')}`, { details: { usedBy: users } });
+  }
+  const undo = touch(app, null, () => app.labels.set(label.index, label));
+  app.labels.delete(label.index);
+  return { changes: [{ type: 'label-remove', label: name }], undo };
 }

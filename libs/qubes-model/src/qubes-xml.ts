@@ -1,6 +1,7 @@
 import { VmClass, vmClassSchema } from '@qubes-bus/contracts';
 import { DEFAULT_LABELS } from './labels';
-import { ADMIN_VM_NAME, newAdminVm, newDomain, QubesApp, type Domain, type Extras, type StoredValue } from './qubes-app';
+import { ADMIN_VM_NAME, newAdminVm, newDomain, type Domain, type Extras, type StoredValue } from './domain';
+import { QubesApp } from './qubes-app';
 import { convertR3 } from './r3';
 import { childElements, element, isElement, malformed, parseXml, renderAt, renderXml, textOf, type Prerendered, type XmlElement, type XmlNode } from './xml-tree';
 

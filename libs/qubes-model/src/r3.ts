@@ -1,6 +1,7 @@
 import { QubesError, VmClass, type PropertyValue } from '@qubes-bus/contracts';
 import { DEFAULT_LABELS } from './labels';
-import { ADMIN_VM_NAME, newAdminVm, newDomain, QubesApp, type Domain } from './qubes-app';
+import { ADMIN_VM_NAME, newAdminVm, newDomain, type Domain } from './domain';
+import { QubesApp } from './qubes-app';
 import { childElements, element, malformed, type XmlElement } from './xml-tree';
 
 /**
