@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from '@jest/globals';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { tmpDataDir, type TmpDir } from '@qubes-bus/testing';
-import { checkBoundaries } from './check-boundaries';
+import { checkBoundaries, checkFileSizes, MAX_FILE_LINES } from './check-boundaries';
 
 let dir: TmpDir | undefined;
 afterEach(() => dir?.remove());
@@ -54,5 +54,55 @@ describe('the import-rule checker', () => {
 
   it('passes on this repository', () => {
     expect(checkBoundaries(path.resolve(__dirname, '../..'))).toEqual([]);
+  });
+});
+
+/** A file of `lines` lines at `rel` in the workspace, ending in a newline unless told not to. */
+function sourceOf(rel: string, lines: number, { newlineAtEnd = true } = {}): void {
+  const full = path.join(dir!.path, rel);
+  mkdirSync(path.dirname(full), { recursive: true });
+  const text = Array.from({ length: lines }, (_, i) => `export const l${i} = ${i};`).join('\n');
+  writeFileSync(full, newlineAtEnd ? `${text}\n` : text);
+}
+
+describe('the file-size checker', () => {
+  it('names every non-test source over 400 lines with its count, and every listed exception no longer over it', () => {
+    dir = tmpDataDir();
+    expect(MAX_FILE_LINES).toBe(400);
+    sourceOf('apps/registry/src/big.ts', 401);
+    sourceOf('apps/registry/src/exactly-the-limit.ts', 400);
+    sourceOf('apps/registry/src/no-newline-at-end.ts', 401, { newlineAtEnd: false });
+    sourceOf('libs/model/src/deep/in/it.ts', 450);
+    sourceOf('tools/stack/launch.mjs', 401);
+    sourceOf('bench/big.bench.ts', 402);
+    // tests, and files outside the sources, are not held to it
+    sourceOf('apps/registry/src/big.spec.ts', 900);
+    sourceOf('apps/registry/src/test/helper.ts', 900);
+    sourceOf('apps/registry/test/a.int.spec.ts', 900);
+    sourceOf('apps/registry/test/helpers.ts', 900);
+    sourceOf('apps/registry/scripts/generate.ts', 900);
+    sourceOf('tools/test/e2e-helpers.ts', 900);
+    sourceOf('tools/stack/notes.js', 900);
+    // the exceptions: one still over the limit, one split since, one gone
+    sourceOf('apps/registry/src/being-split.ts', 700);
+    sourceOf('apps/registry/src/split-since.ts', 120);
+    const exceptions = ['apps/registry/src/being-split.ts', 'apps/registry/src/split-since.ts', 'apps/registry/src/gone.ts'];
+
+    const found = checkFileSizes(dir.path, exceptions).map((v) => `${path.relative(dir!.path, v.file)}:${v.line} ${v.message}`);
+    expect(found.sort()).toEqual(
+      [
+        'apps/registry/src/big.ts:401 401 lines, more than 400: split it along its seams',
+        'apps/registry/src/no-newline-at-end.ts:401 401 lines, more than 400: split it along its seams',
+        'libs/model/src/deep/in/it.ts:401 450 lines, more than 400: split it along its seams',
+        'tools/stack/launch.mjs:401 401 lines, more than 400: split it along its seams',
+        'bench/big.bench.ts:401 402 lines, more than 400: split it along its seams',
+        'apps/registry/src/split-since.ts:1 listed in OVERSIZED_FILES (tools/boundaries/check-boundaries.ts) but has 120 lines, at most 400: take it off the list',
+        'apps/registry/src/gone.ts:1 listed in OVERSIZED_FILES (tools/boundaries/check-boundaries.ts) but not there: take it off the list',
+      ].sort(),
+    );
+  });
+
+  it('passes on this repository, each of its listed exceptions still over the limit', () => {
+    expect(checkFileSizes(path.resolve(__dirname, '../..'))).toEqual([]);
   });
 });
