@@ -96,7 +96,7 @@ export function defineApi<
       if (spec.scope === DestScope.Dom0 && dest !== 'dom0') {
         throw new TypeError(`${method} is a global call: its destination is dom0, not ${dest}`);
       }
-      return Subjects.api(dest, method);
+      return `${API_PREFIX}.${token(dest)}.${method}`; // Subjects.api, the method checked above
     },
   };
 }

@@ -81,19 +81,39 @@ export function decodeToken(encoded: string): string {
  * Throws `VM_NAME_INVALID` for anything that is not a VM name.
  */
 export function token(vmName: string): string {
+  const known = tokenOf.get(vmName);
+  if (known !== undefined) return known;
   const problem = vmNameProblem(vmName);
   if (problem !== null) {
     throw new QubesError('VM_NAME_INVALID', `invalid VM name ${JSON.stringify(vmName)}: ${problem}`);
   }
-  return encodeToken(vmName);
+  return remember(tokenOf, vmName, encodeToken(vmName));
 }
 
 /** The VM name inside a VM token; throws `VM_NAME_INVALID` if the token holds no VM name. */
 export function vmNameFromToken(encoded: string): string {
+  const known = nameOf.get(encoded);
+  if (known !== undefined) return known;
   const name = decodeToken(encoded);
   const problem = vmNameProblem(name);
   if (problem !== null) {
     throw new QubesError('VM_NAME_INVALID', `invalid VM name ${JSON.stringify(name)}: ${problem}`);
   }
-  return name;
+  return remember(nameOf, encoded, name);
+}
+
+/*
+ * Every request names its destination VM, as a name on the calling side and as a token on the
+ * serving side: the few VMs a host has are validated and coded once each, not at every call.
+ * Only valid names are kept, and at most CACHED of them (then the cache starts afresh), so a
+ * caller sending many made-up names costs memory for none of them.
+ */
+const CACHED = 4096;
+const tokenOf = new Map<string, string>();
+const nameOf = new Map<string, string>();
+
+function remember(cache: Map<string, string>, key: string, value: string): string {
+  if (cache.size >= CACHED) cache.clear();
+  cache.set(key, value);
+  return value;
 }
