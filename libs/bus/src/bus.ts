@@ -1,9 +1,9 @@
 import {
   headers as natsHeaders,
   NoRespondersError,
-  nuid,
   RequestError,
   TimeoutError,
+  type MsgHdrs,
   type NatsConnection,
 } from '@nats-io/nats-core';
 import {
@@ -50,11 +50,17 @@ export class Bus implements Requester {
         details: { size: data.length, limit: maxPayload },
       });
     }
-    const hdrs = natsHeaders();
-    hdrs.set(REQUEST_ID_HEADER, options.reqId ?? nuid.next());
+    // The id travels only where there is one to carry on (an onward call); a call that starts
+    // here gets its id from the service that takes it, which puts it in every log line and in
+    // an error reply. A header costs more to encode and parse than a small request.
+    let headers: MsgHdrs | undefined;
+    if (options.reqId !== undefined) {
+      headers = natsHeaders();
+      headers.set(REQUEST_ID_HEADER, options.reqId);
+    }
     let reply;
     try {
-      reply = await this.nc.request(subject, data, { timeout: options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, headers: hdrs });
+      reply = await this.nc.request(subject, data, { timeout: options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, headers });
     } catch (err) {
       throw transportError(err, endpoint, subject);
     }

@@ -17,7 +17,7 @@ export interface RequestOptions {
   dest?: string;
   /** Default 30 s: some calls (start a VM, clone a volume) take a while. */
   timeoutMs?: number;
-  /** Carried in `Qubes-Request-Id`; a new one when absent. */
+  /** Carried in `Qubes-Request-Id`; when absent, the service that takes the call makes one. */
   reqId?: string;
 }
 
@@ -71,11 +71,7 @@ export async function handleRequest<E extends Endpoint>(
   root: Logger,
   onward: Requester,
 ): Promise<Outcome> {
-  const reqId = incoming.reqId || nuid.next();
-  // The child logger is made on first use: most requests never log, and making one costs more
-  // than answering a small request (its bindings are censored like every logged object).
-  let child: Logger | undefined;
-  const log = (): Logger => (child ??= requestLogger(root, { reqId, subject: incoming.subject }));
+  const ctx = new RequestContext(incoming, root, onward);
   const debug = root.isLevelEnabled('debug');
   const started = debug ? process.hrtime.bigint() : 0n;
   try {
@@ -86,26 +82,48 @@ export async function handleRequest<E extends Endpoint>(
     }
     const parsed = endpoint.request.safeParse(decodeRequestBody(incoming.data));
     if (!parsed.success) throw badRequestFromIssues(parsed.error.issues);
-    const ctx: HandlerContext = {
-      reqId,
-      get log() {
-        return log();
-      },
-      subject: incoming.subject,
-      dest: endpoint.kind === 'api' ? destFromSubject(incoming.subject) : undefined,
-      request: (next, body, options = {}) => onward.request(next, body, { ...options, reqId }),
-    };
+    if (endpoint.kind === 'api') ctx.dest = destFromSubject(incoming.subject);
     const result = await handler(parsed.data as RequestOf<E>, ctx);
     const checked = endpoint.reply.safeParse(result);
     if (!checked.success) {
       throw new Error(`${endpoint.method} handler returned a reply that breaks its contract: ${checked.error.message}`);
     }
-    if (debug) log().debug({ ms: elapsedMs(started) }, 'answered');
+    if (debug) ctx.log.debug({ ms: elapsedMs(started) }, 'answered');
     return { ok: true, data: encodeJson(checked.data) };
   } catch (err) {
-    const error = sortFailure(err, endpoint, reqId, log());
-    if (debug) log().debug({ ms: elapsedMs(started), code: error.code }, 'answered with an error');
-    return { ok: false, error, reqId };
+    const error = sortFailure(err, endpoint, ctx.reqId, ctx.log);
+    if (debug) ctx.log.debug({ ms: elapsedMs(started), code: error.code }, 'answered with an error');
+    return { ok: false, error, reqId: ctx.reqId };
+  }
+}
+
+/** One per request: a class, so that a request costs one small object and no closures. */
+class RequestContext implements HandlerContext {
+  readonly reqId: string;
+  readonly subject: string;
+  /** Set once the request is known to be well-formed (a bad destination is the caller's error). */
+  dest: string | undefined;
+  private child: Logger | undefined;
+
+  constructor(
+    incoming: Incoming,
+    private readonly root: Logger,
+    private readonly onward: Requester,
+  ) {
+    this.reqId = incoming.reqId || nuid.next();
+    this.subject = incoming.subject;
+  }
+
+  /**
+   * Made on first use: most requests never log, and making a child logger costs more than
+   * answering a small request (its bindings are censored like every logged object).
+   */
+  get log(): Logger {
+    return (this.child ??= requestLogger(this.root, { reqId: this.reqId, subject: this.subject }));
+  }
+
+  request<N extends Endpoint>(next: N, body: RequestInputOf<N>, options: Omit<RequestOptions, 'reqId'> = {}): Promise<ReplyOf<N>> {
+    return this.onward.request(next, body, { ...options, reqId: this.reqId });
   }
 }
 
@@ -135,7 +153,9 @@ function sortFailure(err: unknown, endpoint: Endpoint, reqId: string, log: Logge
 
 /** `qubes.api.<dest>.<method…>`: the destination token, decoded. */
 function destFromSubject(subject: string): string {
-  return vmNameFromToken(subject.slice(API_PREFIX.length + 1).split('.', 1)[0] ?? '');
+  const from = API_PREFIX.length + 1;
+  const end = subject.indexOf('.', from);
+  return vmNameFromToken(subject.slice(from, end === -1 ? undefined : end));
 }
 
 function elapsedMs(started: bigint): number {

@@ -27,7 +27,11 @@ export async function createBusService(bus: Bus, name: ServiceName, options: Ser
   });
   const log = bus.log;
   // Requests being answered: stop() waits for them, so none is cut off by a drain.
-  const inFlight = new Set<Promise<void>>();
+  let inFlight = 0;
+  let idle: (() => void) | undefined;
+  const answered = (): void => {
+    if (--inFlight === 0) idle?.();
+  };
   return {
     name,
     service,
@@ -43,32 +47,37 @@ export async function createBusService(bus: Bus, name: ServiceName, options: Ser
             log.error({ err, endpoint: endpoint.method }, 'endpoint subscription failed');
             return;
           }
-          const done = answer(bus, endpoint, handler, msg, log)
-            .catch((failure: unknown) => log.error({ err: failure, subject: msg.subject }, 'could not send a reply'))
-            .finally(() => inFlight.delete(done));
-          inFlight.add(done);
+          inFlight++;
+          void answer(bus, endpoint, handler, msg, log).then(answered);
         },
       });
     },
     async stop() {
       await service.stop();
-      await Promise.all(inFlight);
+      if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve));
     },
   };
 }
 
-/** Answers one NATS request: the reply, or an error reply by the NATS services convention. */
+/**
+ * Answers one NATS request: the reply, or an error reply by the NATS services convention.
+ * Never rejects: a reply that cannot be sent (the connection closing) is logged.
+ */
 async function answer<E extends Endpoint>(bus: Bus, endpoint: E, handler: Handler<E>, msg: ServiceMsg, log: Logger): Promise<void> {
-  const reqId = msg.headers?.get(REQUEST_ID_HEADER);
-  const outcome = await handleRequest(endpoint, handler, { subject: msg.subject, data: msg.data, reqId }, log, bus);
-  if (outcome.ok) {
-    // No headers on a success: the caller knows its request id, and headers cost more to
-    // encode and parse than a small reply.
-    msg.respond(outcome.data);
-    return;
+  try {
+    const reqId = msg.headers?.get(REQUEST_ID_HEADER);
+    const outcome = await handleRequest(endpoint, handler, { subject: msg.subject, data: msg.data, reqId }, log, bus);
+    if (outcome.ok) {
+      // No headers on a success: the id matters to a caller only when something failed, and
+      // headers cost more to encode and parse than a small reply.
+      msg.respond(outcome.data);
+      return;
+    }
+    const replyHeaders = natsHeaders();
+    replyHeaders.set(REQUEST_ID_HEADER, outcome.reqId);
+    const { error } = outcome;
+    msg.respondError(error.status, headerSafe(error.message), encodeJson(error.toBody()), { headers: replyHeaders });
+  } catch (err) {
+    log.error({ err, subject: msg.subject }, 'could not send a reply');
   }
-  const replyHeaders = natsHeaders();
-  replyHeaders.set(REQUEST_ID_HEADER, outcome.reqId);
-  const { error } = outcome;
-  msg.respondError(error.status, headerSafe(error.message), encodeJson(error.toBody()), { headers: replyHeaders });
 }

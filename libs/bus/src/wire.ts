@@ -6,11 +6,15 @@ import type { z } from 'zod';
 export const SERVICE_ERROR_CODE_HEADER = 'Nats-Service-Error-Code';
 export const SERVICE_ERROR_HEADER = 'Nats-Service-Error';
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
+/**
+ * A Buffer (a Uint8Array) rather than TextEncoder's output: Node makes small Buffers from a
+ * shared slab, where TextEncoder allocates a new ArrayBuffer for each, a third of the cost
+ * of a small request's encoding (and garbage to collect).
+ */
 export function encodeJson(value: unknown): Uint8Array {
-  return encoder.encode(JSON.stringify(value ?? null));
+  return Buffer.from(JSON.stringify(value ?? null));
 }
 
 /** Parses a request body: empty means `{}`; anything but UTF-8 JSON is a BAD_REQUEST. */
