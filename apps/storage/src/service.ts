@@ -1,4 +1,4 @@
-import type { Bus, BusService, Router } from '@qubes-bus/bus';
+import { serviceSkeleton, type Bus, type Router } from '@qubes-bus/bus';
 import { ServiceName } from '@qubes-bus/contracts';
 import type { Logger } from '@qubes-bus/log';
 import { version } from '../package.json';
@@ -26,29 +26,28 @@ export interface StorageService {
 export function createStorage(options: StorageOptions): StorageService {
   const { bus, log } = options;
   const storage = new Storage(bus, log, options.localDir);
-  let service: BusService | undefined;
-  return {
-    storage,
-    async start() {
-      await bus.ensureEventStream();
-      service = await bus.createService(ServiceName.Storage, { version, description: 'pools and volumes' });
+  const service = serviceSkeleton(bus, log, {
+    name: ServiceName.Storage,
+    version,
+    description: 'pools and volumes',
+    setUp(router) {
       // Every call needs the pools, which qubes.xml holds: read from the registry on first use.
-      const router: Router = {
+      const withPools: Router = {
         serve(endpoint, handler) {
-          service!.serve(endpoint, async (request, ctx) => {
+          router.serve(endpoint, async (request, ctx) => {
             await storage.ensurePools(ctx);
             return handler(request, ctx);
           });
         },
       };
-      registerVolumeHandlers(router, storage);
-      registerPoolHandlers(router, storage);
-      registerVmHooks(router, storage);
-      await bus.nc.flush();
-      log.info('storage serving');
+      registerVolumeHandlers(withPools, storage);
+      registerPoolHandlers(withPools, storage);
+      registerVmHooks(withPools, storage);
     },
-    async stop() {
-      await service?.stop();
-    },
+  });
+  return {
+    storage,
+    start: () => service.start(),
+    stop: () => service.stop(),
   };
 }

@@ -1,4 +1,4 @@
-import type { Bus, BusService } from '@qubes-bus/bus';
+import { serviceSkeleton, type Bus } from '@qubes-bus/bus';
 import { ServiceName } from '@qubes-bus/contracts';
 import { OfflineHypervisor, type Hypervisor } from '@qubes-bus/hypervisor';
 import type { Logger } from '@qubes-bus/log';
@@ -38,7 +38,29 @@ export function createRegistry(options: RegistryOptions): RegistryService {
   const hypervisor = options.hypervisor ?? new OfflineHypervisor('the registry runs without LIBVIRT_URI');
   let store: QubesStore | undefined;
   let lifecycle: Lifecycle | undefined;
-  let service: BusService | undefined;
+  const service = serviceSkeleton(bus, log, {
+    name: ServiceName.VmRegistry,
+    version,
+    description: 'qubes.xml and the VMs in it',
+    async setUp(router) {
+      // Load first: a malformed qubes.xml stops the registry before it answers anything.
+      const opened = await QubesStore.open({ dataDir, log, whenLocked: 'wait', create: true, saveEachChange, ...(epoch === undefined ? {} : { epoch }), ...(validator === undefined ? {} : { validator }) });
+      store = opened;
+      const qubesdb = await QubesDb.open(bus.nc);
+      const running = new Lifecycle({ app: () => opened.app, hypervisor, dataDir, log, bus, qubesdb });
+      lifecycle = running;
+      // The states are known before the first listing is answered.
+      await running.attach();
+      registerHandlers(router, new Registry(opened, busEvents(bus), running));
+      return {
+        fields: { dataDir, vms: opened.app.domains.size, hypervisor: hypervisor.uri ?? 'offline' },
+        async tearDown() {
+          await running.detach();
+          await opened.close();
+        },
+      };
+    },
+  });
   return {
     get store() {
       return store;
@@ -46,24 +68,7 @@ export function createRegistry(options: RegistryOptions): RegistryService {
     get lifecycle() {
       return lifecycle;
     },
-    async start() {
-      // Load first: a malformed qubes.xml stops the registry before it answers anything.
-      const opened = await QubesStore.open({ dataDir, log, whenLocked: 'wait', create: true, saveEachChange, ...(epoch === undefined ? {} : { epoch }), ...(validator === undefined ? {} : { validator }) });
-      store = opened;
-      await bus.ensureEventStream();
-      const qubesdb = await QubesDb.open(bus.nc);
-      lifecycle = new Lifecycle({ app: () => opened.app, hypervisor, dataDir, log, bus, qubesdb });
-      // The states are known before the first listing is answered.
-      await lifecycle.attach();
-      service = await bus.createService(ServiceName.VmRegistry, { version, description: 'qubes.xml and the VMs in it' });
-      registerHandlers(service, new Registry(opened, busEvents(bus), lifecycle));
-      await bus.nc.flush(); // the server has our subscriptions: a request sent now is answered
-      log.info({ dataDir, vms: opened.app.domains.size, hypervisor: hypervisor.uri ?? 'offline' }, 'vm-registry serving');
-    },
-    async stop() {
-      await service?.stop(); // answers what it has taken, saves included
-      await lifecycle?.detach();
-      await store?.close();
-    },
+    start: () => service.start(),
+    stop: () => service.stop(),
   };
 }

@@ -14,4 +14,6 @@ export type { ByteStreamReceiver } from './byte-stream/receiver';
 export { copyFileInto, sendBytes } from './byte-stream/sender';
 export type { SendOptions } from './byte-stream/sender';
 export { runService } from './run-service';
+export { serviceSkeleton } from './service-skeleton';
+export type { ServiceDefinition, SetUp } from './service-skeleton';
 export type { Runnable } from './run-service';
