@@ -2,7 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ERROR_CATALOG, QubesError } from './errors';
-import { ALL_ENDPOINTS } from './registry';
+import { ALL_ENDPOINTS } from './catalog';
 
 const DOC = path.join(__dirname, '../../../docs/errors.md');
 

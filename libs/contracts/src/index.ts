@@ -157,4 +157,4 @@ export {
   volumeNameSchema,
 } from './api/storage';
 export type { StorageAttrs, VmStorage, VolumeInfo } from './api/storage';
-export { ALL_ENDPOINTS, ALL_EVENTS } from './registry';
+export { ALL_ENDPOINTS, ALL_EVENTS } from './catalog';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import * as z from 'zod/mini';
 import { defineApi, defineEvent, defineInternal, DestScope } from './descriptors';
-import { ALL_ENDPOINTS, ALL_EVENTS } from './registry';
+import { ALL_ENDPOINTS, ALL_EVENTS } from './catalog';
 import { ServiceName, Subjects, subjectsOverlap } from './subjects';
 
 describe('subjectsOverlap()', () => {
