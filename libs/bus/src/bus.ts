@@ -19,6 +19,7 @@ import {
 import type { Logger } from '@qubes-bus/log';
 import { connectNats, type ConnectOptions } from './connect';
 import type { EventSubscription, SubscribeOptions } from './events';
+import type { TypedEventSubscription } from './typed-events';
 import type { RequestOptions, Requester } from './handle';
 import type { BusService, ServiceOptions } from './serve';
 import { encodeJson, errorFromReply } from './wire';
@@ -117,6 +118,15 @@ export class Bus implements Requester {
   async subscribe(pattern: string, options: SubscribeOptions = {}): Promise<EventSubscription> {
     const { subscribeEvents } = await loadEvents();
     return subscribeEvents(this.nc, pattern, options);
+  }
+
+  /**
+   * Events of one kind, each checked against its descriptor and typed by it: of one VM or all
+   * (`target.vm`), of one qualifier or all; resumes after `options.after` as subscribe() does.
+   */
+  async events<E extends EventDescriptor>(event: E, target: { vm?: string; qualifier?: string } = {}, options: SubscribeOptions = {}): Promise<TypedEventSubscription<E>> {
+    const { typedEvents } = await import('./typed-events');
+    return typedEvents(await this.subscribe(event.pattern(target), options), event, this.log);
   }
 
   /** Registers a NATS micro service (one queue group per service) to serve endpoints on. */

@@ -3,6 +3,8 @@ export { CLIENT_TUNING, connectNats, DEFAULT_NATS_URL, redactUrl, serverOptions 
 export type { ConnectOptions } from './connect';
 export { EVENT_PUBLISH_PATIENCE_MS, patiently } from './patiently';
 export type { EventSubscription, ReceivedEvent, SubscribeOptions } from './events';
+export type { TypedEvent, TypedEventSubscription } from './typed-events';
+export { typedEvents } from './typed-events';
 export type { BusService, ServiceOptions } from './serve';
 export { destOf, handleRequest } from './handle';
 export type { Handler, HandlerContext, Incoming, Outcome, RequestOptions, Requester, Router } from './handle';

@@ -69,12 +69,9 @@ export function qvmClone(ctx: ToolContext): Command {
 async function cloneVolume(ctx: ToolContext, source: string, name: string, volume: string): Promise<void> {
   const bus = await ctx.bus();
   const bar = progressBar(ctx.stderr, `${name}:${volume}`);
-  const events = await bus.subscribe(VolumeProgress.pattern({ vm: name, qualifier: volume }));
+  const events = await bus.events(VolumeProgress, { vm: name, qualifier: volume });
   const watching = (async () => {
-    for await (const event of events) {
-      const { done, total } = event.message as unknown as { done: number; total: number };
-      bar.update(done, total);
-    }
+    for await (const { message } of events) bar.update(message.done, message.total);
   })();
   // Ctrl-C stops the copy where it is (the storage service removes what it wrote) before the
   // clone is undone.
