@@ -290,9 +290,9 @@ export class Storage {
     return controller !== undefined;
   }
 
-  /** Tells of a volume change; a lost event is logged (the change is made). */
+  /** Tells of a volume change; a lost event is logged and counted (the change is made). */
   changed(vm: string, volume: string, action: VolumeAction, size: number): void {
-    this.bus.publish(VolumeChanged, { vm, qualifier: volume }, { volume, action, size }).catch((err: unknown) => this.log.warn({ err, vm, volume }, 'a volume event was lost'));
+    this.bus.emit(VolumeChanged, { vm, qualifier: volume }, { volume, action, size });
   }
 
   /** Progress of a long copy as events, at most four a second (and the last one always). */
@@ -302,7 +302,7 @@ export class Storage {
       const now = Date.now();
       if (done < total && now - last < 250) return;
       last = now;
-      this.bus.publish(VolumeProgress, { vm, qualifier: volume }, { volume, operation, done, total }).catch(() => undefined);
+      this.bus.emit(VolumeProgress, { vm, qualifier: volume }, { volume, operation, done, total });
     };
   }
 }

@@ -105,6 +105,25 @@ export class Bus implements Requester {
     return this.publisher.then((publisher) => publisher.publish(subject, data));
   }
 
+  private notStored = 0;
+
+  /** Events emit() could not have stored since this connection was made. */
+  get eventsNotStored(): number {
+    return this.notStored;
+  }
+
+  /**
+   * Publishes an event whose publisher goes on whatever becomes of it, the one way every
+   * service treats a lost event: logged at warn with its subject, and counted
+   * (`eventsNotStored`); never thrown, never silent. The change it tells of is made already.
+   */
+  emit<E extends EventDescriptor>(event: E, target: { vm?: string; qualifier?: string }, fields: EventFieldsOf<E>): void {
+    this.publish(event, target, fields).catch((err: unknown) => {
+      this.notStored++;
+      this.log.warn({ err, event: event.qubesName(target.qualifier), vm: target.vm, notStored: this.notStored }, 'an event was not stored');
+    });
+  }
+
   /** Creates (or brings up to date) the event stream; idempotent, safe from every service. */
   async ensureEventStream(): Promise<void> {
     const { ensureEventStream } = await loadEvents();

@@ -38,6 +38,28 @@ export interface HandlerContext {
   request<E extends Endpoint>(endpoint: E, body: RequestInputOf<E>, options?: Omit<RequestOptions, 'reqId'>): Promise<ReplyOf<E>>;
 }
 
+/**
+ * An onward call to a service that need not run (offline, a stack without it): its reply, or
+ * null when nobody serves the endpoint, which is logged. Any other failure is thrown. Called
+ * through a handler's context (or with `reqId`), the call carries the caller's request id.
+ */
+export async function requestIfServed<E extends Endpoint>(
+  requester: Requester,
+  log: Logger,
+  endpoint: E,
+  body: RequestInputOf<E>,
+  options: RequestOptions & { quiet?: boolean } = {},
+): Promise<ReplyOf<E> | null> {
+  const { quiet = false, ...requestOptions } = options;
+  try {
+    return await requester.request(endpoint, body, requestOptions);
+  } catch (err) {
+    if (!isQubesError(err, 'SERVICE_UNAVAILABLE')) throw err;
+    log[quiet ? 'debug' : 'warn']({ service: endpoint.service, call: endpoint.method }, 'the service is not running; going on without it');
+    return null;
+  }
+}
+
 /** The destination VM of an Admin API call: every VM call has one (the router decoded it). */
 export function destOf(ctx: Pick<HandlerContext, 'dest'>): string {
   if (ctx.dest === undefined) throw new QubesError('INTERNAL', 'a VM call without a destination');

@@ -6,7 +6,7 @@ export type { EventSubscription, ReceivedEvent, SubscribeOptions } from './event
 export type { TypedEvent, TypedEventSubscription } from './typed-events';
 export { typedEvents } from './typed-events';
 export type { BusService, ServiceOptions } from './serve';
-export { destOf, handleRequest } from './handle';
+export { destOf, handleRequest, requestIfServed } from './handle';
 export type { Handler, HandlerContext, Incoming, Outcome, RequestOptions, Requester, Router } from './handle';
 export { SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER } from './wire';
 export { LocalRouter, reportFatal, serveStdio, StdioRequester } from './stdio';

@@ -42,7 +42,7 @@ export function registerPoolHandlers(router: Router, storage: Storage): void {
     const pool = poolFromAttrs({ ...payload.options, name: payload.name, driver: arg });
     await storage.addPool(ctx, pool);
     ctx.log.info({ pool: pool.config }, 'pool added');
-    storage.bus.publish(PoolAdd, { qualifier: pool.name }, { pool: pool.name, driver: pool.driver }).catch(() => undefined);
+    storage.bus.emit(PoolAdd, { qualifier: pool.name }, { pool: pool.name, driver: pool.driver });
     return null;
   });
 
@@ -56,7 +56,7 @@ export function registerPoolHandlers(router: Router, storage: Storage): void {
       });
     }
     await storage.removePool(ctx, arg);
-    storage.bus.publish(PoolDelete, { qualifier: arg }, { pool: arg }).catch(() => undefined);
+    storage.bus.emit(PoolDelete, { qualifier: arg }, { pool: arg });
     return null;
   });
 }

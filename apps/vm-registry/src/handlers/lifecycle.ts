@@ -21,7 +21,7 @@ export function registerLifecycleHandlers(router: Router, registry: Registry): v
   };
 
   router.serve(AdminVmStart, async (_request, ctx) => {
-    await lifecycle.start(vmOf(ctx), ctx.log);
+    await lifecycle.start(vmOf(ctx), ctx.log, ctx.reqId);
     return null;
   });
 

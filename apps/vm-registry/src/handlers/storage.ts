@@ -1,6 +1,5 @@
-import type { HandlerContext, Router } from '@qubes-bus/bus';
+import type { Router } from '@qubes-bus/bus';
 import {
-  isQubesError,
   PowerState,
   RegistryPools,
   RegistryPoolUsers,
@@ -9,9 +8,6 @@ import {
   RegistrySetVolumes,
   RegistryVmStorage,
   VmClass,
-  type Endpoint,
-  type ReplyOf,
-  type RequestInputOf,
   type VmStorage,
 } from '@qubes-bus/contracts';
 import { propertyDef } from '@qubes-bus/qubes-model';
@@ -34,22 +30,6 @@ export function vmStorage(registry: Registry, vm: string): VmStorage {
     virt_mode: virtMode,
     volumes: app.volumeConfig(vm),
   };
-}
-
-/**
- * A call to another service that may not be running (offline, or a stack without it): null
- * then, and the caller goes on without it.
- */
-export async function callIfServed<E extends Endpoint>(ctx: HandlerContext, endpoint: E, body: RequestInputOf<E>, timeoutMs = 60_000): Promise<ReplyOf<E> | null> {
-  try {
-    return await ctx.request(endpoint, body, { timeoutMs });
-  } catch (err) {
-    if (isQubesError(err, 'SERVICE_UNAVAILABLE')) {
-      ctx.log.warn({ service: endpoint.service, call: endpoint.method }, 'the service is not running; going on without it');
-      return null;
-    }
-    throw err;
-  }
 }
 
 /** The volume config and the pools, kept in qubes.xml for the storage service. */

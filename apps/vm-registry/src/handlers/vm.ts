@@ -1,4 +1,4 @@
-import { destOf, type Router } from '@qubes-bus/bus';
+import { destOf, requestIfServed, type Router } from '@qubes-bus/bus';
 import {
   AdminVmclassList,
   AdminVmCreate,
@@ -15,7 +15,7 @@ import {
 } from '@qubes-bus/contracts';
 import { propertyDef, type Domain, type Mutation, type QubesApp } from '@qubes-bus/qubes-model';
 import type { Registry } from '../registry';
-import { callIfServed, vmStorage } from './storage';
+import { vmStorage } from './storage';
 
 /**
  * The columns every listing shows, per VM, kept while the VM's revision stands (a change to
@@ -107,7 +107,7 @@ export function registerVmHandlers(router: Router, registry: Registry): void {
       try {
         const app = registry.app;
         const template = app.templateOf(payload.name);
-        const made = await callIfServed(ctx, StorageCreateVolumes, {
+        const made = await requestIfServed(ctx, ctx.log, StorageCreateVolumes, {
           payload: {
             vm: vmStorage(registry, payload.name),
             template: template === null ? null : vmStorage(registry, template),
@@ -144,7 +144,7 @@ export function registerVmHandlers(router: Router, registry: Registry): void {
     // and its volumes (without a storage service, their files stay: logged)
     if (storage.volumes.length > 0) {
       try {
-        await callIfServed(ctx, StorageRemoveVolumes, { payload: { vm: storage } });
+        await requestIfServed(ctx, ctx.log, StorageRemoveVolumes, { payload: { vm: storage } });
       } catch (err) {
         // The VM is gone already; a retry could not name it. The files are told in the log.
         ctx.log.error({ err, vm, volumes: storage.volumes.map((v) => v['vid']) }, 'the volumes of a removed VM could not all be removed');

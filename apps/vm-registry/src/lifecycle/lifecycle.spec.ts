@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { QubesError, VmClass, type EventDescriptor } from '@qubes-bus/contracts';
+import { QubesError, VmClass, type Endpoint, type EventDescriptor } from '@qubes-bus/contracts';
+import type { RequestOptions } from '@qubes-bus/bus';
 import { DomainFlavor, DomainState, type DomainInfo, type DomainRef, type Hypervisor, type LifecycleEvent } from '@qubes-bus/hypervisor';
 import { createLogger } from '@qubes-bus/log';
 import { initialQubesApp, type QubesApp } from '@qubes-bus/qubes-model';
@@ -93,6 +94,8 @@ let app: QubesApp;
 let hv: FakeHypervisor;
 let lifecycle: Lifecycle;
 let published: string[];
+/** The hooks called, with the request id each carried. */
+let hooks: Array<{ method: string; reqId: string | undefined }>;
 const log = createLogger('test', { level: 'silent' });
 
 /** The events published, from this point on. */
@@ -110,6 +113,7 @@ beforeEach(async () => {
   app.createDomain(VmClass.StandaloneVM, { name: 'work', label: 'red', properties: { netvm: '' } });
   hv = new FakeHypervisor();
   published = [];
+  hooks = [];
   lifecycle = new Lifecycle({
     app: () => app,
     hypervisor: hv,
@@ -117,11 +121,11 @@ beforeEach(async () => {
     log,
     qubesdb: null,
     bus: {
-      publish: async (event: EventDescriptor, target: { vm: string }) => {
+      emit: (event: EventDescriptor, target: { vm: string }) => {
         published.push(`${target.vm}:${event.name}`);
-        return published.length;
       },
-      request: async () => {
+      request: async (endpoint: Endpoint, _body: unknown, options: RequestOptions = {}) => {
+        hooks.push({ method: `${endpoint.service}.${endpoint.method}`, reqId: options.reqId });
         throw new QubesError('SERVICE_UNAVAILABLE', 'no hooks in this test');
       },
     },
@@ -137,6 +141,15 @@ const uuid = (): string => app.value('work', 'uuid') as string;
 const state = (): string => lifecycle.state('work', VmClass.StandaloneVM);
 
 describe('the lifecycle against late, lost and foreign events (fake hypervisor)', () => {
+  it("calls a start's storage and device hooks under the start's request id, and starts without services that do not run", async () => {
+    await lifecycle.start('work', log, 'qvm-start-7');
+    expect(hooks).toEqual([
+      { method: 'storage.vm-pre-start', reqId: 'qvm-start-7' },
+      { method: 'device-watcher.vm-pre-start', reqId: 'qvm-start-7' },
+    ]);
+    expect(state()).toBe('Running');
+  });
+
   it('a stop event of the previous run that arrives after a new start changes nothing', async () => {
     await lifecycle.start('work', log);
     hv.deliver();

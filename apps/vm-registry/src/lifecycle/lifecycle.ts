@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Requester } from '@qubes-bus/bus';
+import { requestIfServed, type Requester } from '@qubes-bus/bus';
 import {
   DevicesPostStop,
   DevicesPreStart,
@@ -31,9 +31,9 @@ import type { QubesDb } from '@qubes-bus/qubesdb';
 import type { PowerStates } from '../registry';
 import { domainSpec, qubesDbEntries } from './domain-config';
 
-/** Where lifecycle events go: the bus (`Bus.publish`), or nowhere offline. */
+/** Where lifecycle events go: the bus (`Bus.emit`, which logs and counts a lost one), or nowhere offline. */
 export interface LifecyclePublisher {
-  publish<E extends EventDescriptor>(event: E, target: { vm: string }, fields: EventFieldsOf<E>): Promise<number>;
+  emit<E extends EventDescriptor>(event: E, target: { vm: string }, fields: EventFieldsOf<E>): void;
 }
 
 export interface LifecycleOptions {
@@ -273,7 +273,7 @@ export class Lifecycle implements PowerStates {
   }
 
   private emit<E extends EventDescriptor>(event: E, vm: string, fields: EventFieldsOf<E>): void {
-    this.options.bus?.publish(event, { vm }, fields).catch((err: unknown) => this.log.error({ err, vm, event: event.name }, 'a lifecycle event could not be published'));
+    this.options.bus?.emit(event, { vm }, fields);
   }
 
   /** A VM runs that did not run: started here, or outside (then its QubesDB is opened too). */
@@ -290,7 +290,7 @@ export class Lifecycle implements PowerStates {
     this.states.set(vm, PowerState.Halted);
     this.halting.delete(vm);
     this.emit(DomainShutdown, vm, { reason });
-    const cleanup = this.cleanUp(vm, this.log)
+    const cleanup = this.cleanUp(vm, this.log, undefined)
       .then(() => this.emit(DomainStopped, vm, {}))
       .finally(() => {
         this.stopping.delete(vm);
@@ -301,11 +301,11 @@ export class Lifecycle implements PowerStates {
   }
 
   /** What a run leaves behind: QubesDB, then the storage and device services' post-stop hooks. */
-  private async cleanUp(vm: string, log: Logger): Promise<void> {
+  private async cleanUp(vm: string, log: Logger, reqId: string | undefined): Promise<void> {
     const uuid = this.app.exists(vm) ? (this.app.value(vm, 'uuid') as string) : '';
     await this.options.qubesdb?.disconnect(vm).catch((err: unknown) => log.error({ err, vm }, "the VM's QubesDB could not be removed"));
     for (const hook of [StoragePostStop, DevicesPostStop]) {
-      await this.hook(hook, { payload: { vm, uuid } }, log).catch((err: unknown) => log.error({ err, vm, hook: hook.subject() }, 'a post-stop hook failed'));
+      await this.hook(hook, { payload: { vm, uuid } }, log, reqId).catch((err: unknown) => log.error({ err, vm, hook: hook.subject() }, 'a post-stop hook failed'));
     }
   }
 
@@ -318,19 +318,14 @@ export class Lifecycle implements PowerStates {
     log.debug({ vm }, 'QubesDB written');
   }
 
-  /** An internal call to another service; null when that service is not running. */
-  private async hook<E extends Endpoint>(endpoint: E, body: RequestInputOf<E>, log: Logger): Promise<unknown> {
+  /**
+   * A hook of another service; null when that service is not running. `reqId` is the request
+   * that caused it (a qvm-start's), so the hook's log lines share its id.
+   */
+  private async hook<E extends Endpoint>(endpoint: E, body: RequestInputOf<E>, log: Logger, reqId: string | undefined): Promise<unknown> {
     const bus = this.options.bus;
     if (bus === null) return null;
-    try {
-      return await bus.request(endpoint, body, { timeoutMs: HOOK_TIMEOUT_MS });
-    } catch (err) {
-      if (isQubesError(err) && err.code === 'SERVICE_UNAVAILABLE') {
-        log.debug({ service: endpoint.service, hook: endpoint.method }, 'no service for this hook');
-        return null;
-      }
-      throw err;
-    }
+    return requestIfServed(bus, log, endpoint, body, { timeoutMs: HOOK_TIMEOUT_MS, quiet: true, ...(reqId === undefined ? {} : { reqId }) });
   }
 
   // --- calls -----------------------------------------------------------------------------------
@@ -346,16 +341,16 @@ export class Lifecycle implements PowerStates {
   }
 
   /** Starts a VM, its netvm chain first. Two starts of one VM start it once. */
-  start(vm: string, log: Logger): Promise<void> {
+  start(vm: string, log: Logger, reqId?: string): Promise<void> {
     this.checkManaged(vm);
     const running = this.starting.get(vm);
     if (running !== undefined) return running;
-    const start = this.doStart(vm, log).finally(() => this.starting.delete(vm));
+    const start = this.doStart(vm, log, reqId).finally(() => this.starting.delete(vm));
     this.starting.set(vm, start);
     return start;
   }
 
-  private async doStart(vm: string, log: Logger): Promise<void> {
+  private async doStart(vm: string, log: Logger, reqId: string | undefined): Promise<void> {
     await this.reconciling.get(vm);
     await this.stopping.get(vm); // the clean-up of the previous run comes first
     const uuid = this.uuidOf(vm);
@@ -379,7 +374,7 @@ export class Lifecycle implements PowerStates {
     const netvm = this.app.value(vm, 'netvm') as string | null;
     if (netvm !== null && this.state(netvm, this.app.domain(netvm).klass) !== PowerState.Running) {
       try {
-        await this.start(netvm, log);
+        await this.start(netvm, log, reqId);
       } catch (err) {
         const reason = `its netvm ${netvm} cannot start: ${(err as Error).message}`;
         this.emit(DomainStartFailed, vm, { reason });
@@ -388,10 +383,10 @@ export class Lifecycle implements PowerStates {
     }
     this.emit(DomainPreStart, vm, {});
     try {
-      const storage = (await this.hook(StoragePreStart, { payload: { vm, uuid } }, log).catch((err: unknown) => {
+      const storage = (await this.hook(StoragePreStart, { payload: { vm, uuid } }, log, reqId).catch((err: unknown) => {
         throw hookFailure(vm, 'storage', err);
       })) as { disks: DiskInfo[] } | null;
-      await this.hook(DevicesPreStart, { payload: { vm, uuid } }, log).catch((err: unknown) => {
+      await this.hook(DevicesPreStart, { payload: { vm, uuid } }, log, reqId).catch((err: unknown) => {
         throw hookFailure(vm, 'devices', err);
       });
       // Redefined from the properties as they are now; the UUID in the XML pins the domain.
@@ -402,7 +397,7 @@ export class Lifecycle implements PowerStates {
       await this.openQubesDb(vm, log);
       await this.hv.start(uuid);
     } catch (err) {
-      await this.cleanUp(vm, log);
+      await this.cleanUp(vm, log, reqId);
       this.emit(DomainStartFailed, vm, { reason: (err as Error).message });
       log.warn({ err, vm }, 'start failed');
       throw err;
