@@ -1,3 +1,3 @@
 module.exports = require('../jest.preset.js')(__dirname, {
-  testMatch: ['<rootDir>/test/**/*.spec.ts', '<rootDir>/stack/**/*.spec.ts', '<rootDir>/boundaries/**/*.spec.ts'],
+  testMatch: ['<rootDir>/test/**/*.spec.ts', '<rootDir>/stack/**/*.spec.ts', '<rootDir>/boundaries/**/*.spec.ts', '<rootDir>/deploy/**/*.spec.ts'],
 });
