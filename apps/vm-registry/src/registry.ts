@@ -1,8 +1,8 @@
 import type { HandlerContext } from '@qubes-bus/bus';
-import type { PowerState, VmClass } from '@qubes-bus/contracts';
 import type { Logger } from '@qubes-bus/log';
 import type { Change, Mutation, QubesApp } from '@qubes-bus/qubes-model';
 import type { Lifecycle } from './lifecycle/lifecycle';
+import type { PowerStates } from './lifecycle/power-state';
 import type { QubesStore } from './store/qubes-store';
 
 /** A change as published: what happened, and the revision it made. */
@@ -14,11 +14,6 @@ export interface PublishedChange {
 /** Where the registry's events go: the bus, or nowhere (offline). */
 export interface EventSink {
   publish(changes: readonly PublishedChange[], log: Logger): void;
-}
-
-/** The power state of a VM; the lifecycle keeps it (dom0 always runs). */
-export interface PowerStates {
-  state(vm: string, klass: VmClass): PowerState;
 }
 
 /**

@@ -28,7 +28,7 @@ import { buildDomainXml, diskTarget, DomainState, type DomainFlavor, type Domain
 import type { Logger } from '@qubes-bus/log';
 import type { QubesApp } from '@qubes-bus/qubes-model';
 import type { QubesDb } from '@qubes-bus/qubesdb';
-import type { PowerStates } from '../registry';
+import { notRunning, powerOf, type PowerStates } from './power-state';
 import { domainSpec, qubesDbEntries } from './domain-config';
 
 /** Where lifecycle events go: the bus (`Bus.emit`, which logs and counts a lost one), or nowhere offline. */
@@ -45,27 +45,6 @@ export interface LifecycleOptions {
   /** Events and hooks: the bus; null offline. */
   bus: (LifecyclePublisher & Requester) | null;
   qubesdb: QubesDb | null;
-}
-
-/** libvirt's state as Qubes names it (qubes/vm/qubesvm.py get_power_state). */
-function powerOf(state: DomainState): PowerState {
-  switch (state) {
-    case DomainState.Running:
-    case DomainState.Blocked:
-      return PowerState.Running;
-    case DomainState.Paused:
-      return PowerState.Paused;
-    case DomainState.ShuttingDown:
-      return PowerState.Halting;
-    case DomainState.ShutOff:
-      return PowerState.Halted;
-    case DomainState.Crashed:
-      return PowerState.Crashed;
-    case DomainState.PmSuspended:
-      return PowerState.Suspended;
-    case DomainState.NoState:
-      return PowerState.NA;
-  }
 }
 
 const HOOK_TIMEOUT_MS = 60_000;
@@ -605,10 +584,6 @@ export class Lifecycle implements PowerStates {
   domainFlavor(): Promise<DomainFlavor> {
     return this.hv.domainFlavor();
   }
-}
-
-function notRunning(vm: string): QubesError {
-  return new QubesError('VM_NOT_RUNNING', `${vm} is not running`, { details: { vm } });
 }
 
 function hookFailure(vm: string, what: string, err: unknown): QubesError {
