@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { connectBus, copyFileInto, receiveBytes, sendBytes, type Bus } from '@qubes-bus/bus';
+import { copyFileInto, receiveBytes, sendBytes, type Bus } from '@qubes-bus/bus';
 import {
   AdminPoolAdd,
   AdminPoolInfo,
@@ -29,17 +29,18 @@ import {
 } from '@qubes-bus/contracts';
 import {
   buildBundles,
-  captureLog,
   collectEvents,
   loopFilesystem,
   rejectionOf,
   startNats,
   startRegistry,
+  startUnderTest,
   tmpDataDir,
   type LoopFilesystem,
   type Started,
   type TestNats,
   type TmpDir,
+  type UnderTest,
 } from '@qubes-bus/testing';
 import { createStorage, type StorageService } from '../src/service';
 import { GiB, MiB, pieces, readAt, writeAt } from './images';
@@ -57,9 +58,8 @@ let xfs: LoopFilesystem;
 let spare: LoopFilesystem;
 let dataDir: string;
 let registry: Started;
-let server: Bus;
+let underTest: UnderTest<StorageService>;
 let client: Bus;
-let storage: StorageService;
 let runDir: TmpDir;
 
 beforeAll(async () => {
@@ -68,17 +68,13 @@ beforeAll(async () => {
   spare = loopFilesystem('ext4', 64);
   dataDir = path.join(xfs.path, 'qubes');
   registry = await startRegistry(nats.url, dataDir);
-  server = await connectBus({ url: nats.url, name: 'storage', log: captureLog('storage').log, mode: 'service' });
-  client = await connectBus({ url: nats.url, name: 'client', log: captureLog('client').log, mode: 'tool' });
   runDir = tmpDataDir('qubes-bus-run-');
-  storage = createStorage({ bus: server, log: server.log, localDir: runDir.path });
-  await storage.start();
+  underTest = await startUnderTest('storage', ({ bus, log }) => createStorage({ bus, log, localDir: runDir.path }), { nats, dataDir });
+  client = underTest.client;
 }, 120_000);
 
 afterAll(async () => {
-  await storage?.stop();
-  await client?.close();
-  await server?.close();
+  await underTest?.stop();
   await registry?.stop();
   await nats?.stop();
   xfs?.remove();

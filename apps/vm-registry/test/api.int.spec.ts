@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { connectBus, type Bus } from '@qubes-bus/bus';
+import type { Bus } from '@qubes-bus/bus';
 import {
   AdminLabel,
   AdminProperty,
@@ -15,26 +15,19 @@ import {
   Subjects,
   type ErrorCode,
 } from '@qubes-bus/contracts';
-import { captureLog, collectEvents, rejectionOf, startNats, tmpDataDir, type TestNats, type TmpDir } from '@qubes-bus/testing';
+import { collectEvents, rejectionOf, startUnderTest, type UnderTest } from '@qubes-bus/testing';
 import { createRegistry, type RegistryService } from '../src/service';
 
-let nats: TestNats;
-let dir: TmpDir;
-let server: Bus;
+let underTest: UnderTest<RegistryService>;
 let client: Bus;
-let registry: RegistryService;
 let qubesXml: string;
 
 const onDisk = (): string => readFileSync(qubesXml, 'utf8');
 
 beforeAll(async () => {
-  nats = await startNats();
-  dir = tmpDataDir();
-  qubesXml = path.join(dir.path, 'qubes.xml');
-  server = await connectBus({ url: nats.url, name: 'vm-registry', log: captureLog('vm-registry').log, mode: 'service' });
-  client = await connectBus({ url: nats.url, name: 'client', log: captureLog('client').log, mode: 'tool' });
-  registry = createRegistry({ bus: server, log: server.log, dataDir: dir.path });
-  await registry.start();
+  underTest = await startUnderTest('vm-registry', ({ bus, log, dataDir }) => createRegistry({ bus, log, dataDir }));
+  client = underTest.client;
+  qubesXml = path.join(underTest.dataDir, 'qubes.xml');
   // A small installation: a template, a network chain, a disposable template, a work VM.
   await client.request(AdminVmCreate.TemplateVM, { payload: { name: 'fedora-40', label: 'black' } });
   await client.request(AdminProperty.Set, { arg: 'default_template', payload: { value: 'fedora-40' } });
@@ -47,11 +40,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await registry?.stop();
-  await client?.close();
-  await server?.close();
-  await nats?.stop();
-  dir?.remove();
+  await underTest?.stop();
 });
 
 describe('the Admin API of the vm-registry', () => {

@@ -12,3 +12,5 @@ export { loopFilesystem } from './loop-filesystem';
 export type { LoopFilesystem, LoopFsType } from './loop-filesystem';
 export { buildBundles, REPO_ROOT, startRegistry, startService, trackProcess, untilAnswers } from './service-process';
 export type { Started } from './service-process';
+export { startUnderTest } from './service-under-test';
+export type { ServiceParts, UnderTest, UnderTestOptions } from './service-under-test';
