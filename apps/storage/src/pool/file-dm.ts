@@ -2,9 +2,10 @@ import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QubesError } from '@qubes-bus/contracts';
+import { removeDurably, renameDurably } from '@qubes-bus/durable';
 import { ExecRunner, type CommandRunner } from './command-runner';
 import { checkOptions, DirPool, poolInvalid } from './dir-pool';
-import { copyImage, createSparse, diskUsage, exists, growFile, removeDurably, removeEmptyDir, renameDurably, replaceFile, type CopyOptions, type CopyResult } from './files';
+import { copyImage, createSparse, diskUsage, exists, growFile, removeEmptyDir, replaceFile, type CopyOptions, type CopyResult } from './files';
 import { checkResize, copyFrom, requirePersistent, revisionToRevert, writeImportFile } from './volume-rules';
 import { PoolDriverName, type BlockDevice, type ImportOptions, type Pool, type Revision, type Volume, type VolumeConfig, type VolumeContext } from './types';
 
