@@ -158,13 +158,12 @@ export function checkBoundaries(workspace: string): Violation[] {
 export const MAX_FILE_LINES = 400;
 
 /**
- * Files still over MAX_FILE_LINES because they are being split on other branches (issue 16),
+ * Files still over MAX_FILE_LINES, to be split along their seams (issue 16),
  * relative to the workspace. Each must still be over the limit: once it is split (or gone) the
  * check names it, so that it is taken off this list and the list cannot go stale.
  */
 export const OVERSIZED_FILES: readonly string[] = [
   'apps/vm-registry/src/lifecycle/lifecycle.ts',
-  'apps/vm-registry/src/store/qubes-store.ts',
 ];
 
 /** Where the size rule looks, and the endings of the files it counts there. */

@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import { copyFile, open, rm, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { QubesError } from '@qubes-bus/contracts';
-import { makeDir } from './files';
+import { mkdirDurably } from '@qubes-bus/durable';
 import type { PoolDriverName, PoolUsage } from './types';
 
 export function poolInvalid(pool: string, message: string, option: string): QubesError {
@@ -51,7 +51,7 @@ export abstract class DirPool {
     if (!isDir) throw poolInvalid(this.name, `dir_path ${this.dirPath} does not exist or is not a directory`, 'dir_path');
     this.reflinks = await reflinkSupported(this.dirPath);
     await this.checkDirectory();
-    for (const prefix of ['appvms', 'vm-templates']) await makeDir(path.join(this.dirPath, prefix));
+    for (const prefix of ['appvms', 'vm-templates']) await mkdirDurably(path.join(this.dirPath, prefix));
     // files offered to imports that a service that stopped never took in: no import runs yet
     await rm(path.join(this.dirPath, '.import'), { recursive: true, force: true });
   }

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { QubesError } from '@qubes-bus/contracts';
 import { cowHoldsData, devIno, SECTOR, snapshotName, type DeviceMapper } from './device-mapper';
 import type { FilePool, Layout } from './file-dm';
-import { copyImage, createSparse, diskUsage, exists, growFile, removeDurably, removeEmptyDir, renameDurably, replaceFile, type CopyOptions, type CopyResult } from './files';
+import { removeDurably, renameDurably } from '@qubes-bus/durable';
+import { copyImage, createSparse, diskUsage, exists, growFile, removeEmptyDir, replaceFile, type CopyOptions, type CopyResult } from './files';
 import { checkResize, copyFrom, requirePersistent, revisionToRevert, writeImportFile } from './volume-rules';
 import type { BlockDevice, ImportOptions, Revision, Volume, VolumeConfig } from './types';
 

@@ -1,15 +1,14 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { QubesError } from '@qubes-bus/contracts';
+import { removeDurably, renameDurably } from '@qubes-bus/durable';
 import {
   copyImage,
   createSparse,
   diskUsage,
   exists,
   growFile,
-  removeDurably,
   removeEmptyDir,
-  renameDurably,
   replaceFile,
   type CopyOptions,
   type CopyResult,

@@ -1,51 +1,16 @@
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { copyFile, mkdir, open, rename, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
+import { copyFile, open, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { QubesError } from '@qubes-bus/contracts';
+import { fsyncDir, mkdirDurably, replaceFileDurably } from '@qubes-bus/durable';
 
 /**
- * Image files are changed the way qubes.xml is: written under a temporary name beside the
- * target, fsynced, renamed into place, and the directory fsynced, so a crash leaves either the
- * old image or the new one, never half of one.
+ * Image files are changed the way qubes.xml is, with @qubes-bus/durable: written under a
+ * temporary name beside the target, fsynced, renamed into place, and the directory fsynced, so a
+ * crash leaves either the old image or the new one, never half of one. What is here is the
+ * storage service's own: copies, sparse files, growing in place, STORAGE_FULL.
  */
-
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** mkdir -p, with each directory it made fsynced into its parent. */
-export async function makeDir(dir: string): Promise<void> {
-  const first = await mkdir(dir, { recursive: true });
-  if (first === undefined) return;
-  for (let made = dir; made.length >= first.length; made = path.dirname(made)) {
-    await fsyncDir(path.dirname(made));
-  }
-}
-
-export async function renameDurably(from: string, to: string): Promise<void> {
-  await rename(from, to);
-  await fsyncDir(path.dirname(to));
-  if (path.dirname(from) !== path.dirname(to)) await fsyncDir(path.dirname(from));
-}
-
-/** Removes a file if it is there; answers whether it was. */
-export async function removeDurably(file: string): Promise<boolean> {
-  try {
-    await rm(file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
-  }
-  await fsyncDir(path.dirname(file));
-  return true;
-}
 
 /** Removes a directory if it is there and empty. */
 export async function removeEmptyDir(dir: string): Promise<void> {
@@ -80,25 +45,11 @@ export async function diskUsage(file: string): Promise<number> {
  * was; a full disk becomes STORAGE_FULL.
  */
 export async function replaceFile<T>(target: string, write: (temp: string) => Promise<T>): Promise<T> {
-  await makeDir(path.dirname(target));
-  const temp = `${target}~${randomBytes(6).toString('hex')}`;
+  await mkdirDurably(path.dirname(target));
   try {
-    const result = await write(temp);
-    await syncFile(temp);
-    await renameDurably(temp, target);
-    return result;
+    return await replaceFileDurably(target, write);
   } catch (err) {
-    await rm(temp, { force: true });
     throw storageError(err, target);
-  }
-}
-
-async function syncFile(file: string): Promise<void> {
-  const handle = await open(file, 'r+');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 

@@ -1,28 +1,10 @@
-import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  constants,
-  fstatSync,
-  fsync,
-  linkSync,
-  openSync,
-  promises as fs,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-  type BigIntStats,
-} from 'node:fs';
+import { closeSync, constants, fstatSync, linkSync, openSync, promises as fs, renameSync, rmSync, statSync, writeFileSync, type BigIntStats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import { flock, flockSync } from 'fs-ext';
 import { QubesError } from '@qubes-bus/contracts';
+import { createFileDurably, fsyncDir, fsyncFd, fsyncFile, lockFile, lockNowSync, mkdirDurably, removeStaleTemps, tempPathFor } from '@qubes-bus/durable';
 import type { Logger } from '@qubes-bus/log';
 import { initialQubesApp, loadQubesXml, serializeQubesXml, type LoadResult, type QubesApp } from '@qubes-bus/qubes-model';
-
-const flockAsync = promisify(flock);
-const fsyncAsync = promisify(fsync);
 
 export const STORE_FILE = 'qubes.xml';
 /** The file as it was before the last save: the last good copy. */
@@ -114,13 +96,13 @@ export class QubesStore {
     await checkPresent(dataDir, options.create);
     // Others may pass through (not list): QEMU under libvirt's qemu:///system runs as its own
     // user (libvirt-qemu), who opens the VMs' images by path (libvirt lends it each image).
-    await fs.mkdir(dataDir, { recursive: true, mode: 0o2771 });
-    if (options.create && !(await present(file)) && (await writeNew(file, serializeQubesXml(initialQubesApp(dataDir, options.epoch, { reflinks: await reflinksIn(dataDir) }))))) {
+    await mkdirDurably(dataDir, { mode: 0o2771 });
+    if (options.create && !(await present(file)) && (await createFileDurably(file, serializeQubesXml(initialQubesApp(dataDir, options.epoch, { reflinks: await reflinksIn(dataDir) })), { mode: 0o660 }))) {
       log.info({ path: file }, 'created a new qubes.xml holding dom0');
     }
     const handle = await lockCurrent(file, options.whenLocked, log);
     try {
-      await removeStaleTemps(dataDir); // only the holder may: they could be a live save's
+      await removeStaleTemps(file); // only the holder may: they could be a live save's
       const text = await handle.readFile('utf8');
       const { app, convertedFromR3 } = await parseAlongsideValidation(text, file, options);
       const identity = toIdentity(await handle.stat({ bigint: true }));
@@ -186,14 +168,14 @@ export class QubesStore {
     if (this.poisoned !== null) throw this.poisoned;
     this.checkUnchanged();
     const text = serializeQubesXml(this.app);
-    const temp = path.join(this.dataDir, `.${STORE_FILE}.${randomBytes(6).toString('hex')}.tmp`);
+    const temp = tempPathFor(this.path);
     const backupTemp = `${this.path}.bak-tmp`;
     let fd: number | undefined;
     try {
       fd = openSync(temp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o660);
-      flockSync(fd, 'exnb'); // ours alone: nobody else knows the name yet
+      lockNowSync(fd); // ours alone: nobody else knows the name yet
       writeFileSync(fd, text, 'utf8');
-      await fsyncAsync(fd);
+      await fsyncFd(fd);
       // Again, after the wait: from here to the rename nothing yields to anyone.
       this.checkUnchanged();
       // The file now in place is good (we loaded or wrote it, and it is unchanged): keep it.
@@ -213,7 +195,7 @@ export class QubesStore {
     await old.close(); // releases the lock on the file just replaced
     // The new file is the store now, whatever follows: memory must keep saying what it says.
     try {
-      await fsyncDirectory(this.dataDir);
+      await fsyncDir(this.dataDir);
     } catch (err) {
       // Its name may not survive a crash: nobody may be told a later change is safe either.
       this.poisoned = new QubesError('STORE_WRITE_FAILED', `the data directory ${this.dataDir} could not be synced (${(err as Error).message}); restart the registry`, {
@@ -300,73 +282,33 @@ async function keepOriginal(file: string, copy: string): Promise<void> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err; // kept by an earlier, interrupted start
   }
-  const fd = openSync(copy, constants.O_RDONLY);
-  try {
-    await fsyncAsync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  await fsyncDirectory(path.dirname(copy));
+  await fsyncFile(copy);
+  await fsyncDir(path.dirname(copy));
 }
 
 function toIdentity(stat: BigIntStats): Identity {
   return { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeNs: stat.mtimeNs, ctimeNs: stat.ctimeNs };
 }
 
-/** Creates `file` with `text` if it does not exist, atomically; false if it existed. */
-async function writeNew(file: string, text: string): Promise<boolean> {
-  const temp = `${file}.${randomBytes(6).toString('hex')}.new`;
-  const handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o660);
-  try {
-    await handle.writeFile(text, 'utf8');
-    await handle.sync();
-    await handle.close();
-    try {
-      await fs.link(temp, file); // never replaces: a file already there stays as it is
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-      throw err;
-    }
-    await fsyncDirectory(path.dirname(file));
-    return true;
-  } finally {
-    await fs.rm(temp, { force: true });
-  }
-}
-
 /**
- * Opens qubes.xml and takes its lock. While we waited, the holder may have replaced the file
- * (save renames a new one into place): then we hold the lock of a file no longer there, and
- * must try again on the one that is.
+ * Opens qubes.xml and takes its lock, on the file at the path once it has it (save replaces the
+ * file while a waiter waits: see lockFile).
  */
-async function lockCurrent(file: string, whenLocked: 'wait' | 'fail', log: Logger): Promise<FileHandle> {
-  for (let attempt = 0; ; attempt++) {
-    const handle = await fs.open(file, 'r+');
-    try {
-      try {
-        await flockAsync(handle.fd, 'exnb');
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EWOULDBLOCK' && (err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-        const holder = await readHolder(path.dirname(file));
-        if (whenLocked === 'fail') {
-          throw new QubesError(
-            'STORE_LOCKED',
-            `${file} is held by a running vm-registry${holder === null ? '' : ` (pid ${holder})`}: use the tools without --offline, or stop it first`,
-            { details: { path: file, pid: holder } },
-          );
-        }
-        log.info({ path: file, holder }, 'waiting for the process that holds qubes.xml');
-        await flockAsync(handle.fd, 'ex');
+function lockCurrent(file: string, whenLocked: 'wait' | 'fail', log: Logger): Promise<FileHandle> {
+  return lockFile(file, {
+    onBusy: async () => {
+      const holder = await readHolder(path.dirname(file));
+      if (whenLocked === 'fail') {
+        throw new QubesError(
+          'STORE_LOCKED',
+          `${file} is held by a running vm-registry${holder === null ? '' : ` (pid ${holder})`}: use the tools without --offline, or stop it first`,
+          { details: { path: file, pid: holder } },
+        );
       }
-      const [locked, current] = await Promise.all([handle.stat({ bigint: true }), fs.stat(file, { bigint: true }).catch(() => null)]);
-      if (current !== null && locked.ino === current.ino && locked.dev === current.dev) return handle;
-      log.debug({ attempt }, 'qubes.xml was replaced while we waited for its lock; trying the new one');
-    } catch (err) {
-      await handle.close();
-      throw err;
-    }
-    await handle.close();
-  }
+      log.info({ path: file, holder }, 'waiting for the process that holds qubes.xml');
+    },
+    onReplaced: (attempt) => log.debug({ attempt }, 'qubes.xml was replaced while we waited for its lock; trying the new one'),
+  });
 }
 
 async function readHolder(dataDir: string): Promise<number | null> {
@@ -377,22 +319,6 @@ async function readHolder(dataDir: string): Promise<number | null> {
     return null;
   }
 }
-
-async function removeStaleTemps(dataDir: string): Promise<void> {
-  for (const name of await fs.readdir(dataDir).catch(() => [] as string[])) {
-    if (/^\.qubes\.xml\.[0-9a-f]{12}\.tmp$/.test(name)) await fs.rm(path.join(dataDir, name), { force: true });
-  }
-}
-
-async function fsyncDirectory(dir: string): Promise<void> {
-  const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await fsyncAsync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 
 async function present(file: string): Promise<boolean> {
   try {
