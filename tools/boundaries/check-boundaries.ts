@@ -158,13 +158,11 @@ export function checkBoundaries(workspace: string): Violation[] {
 export const MAX_FILE_LINES = 400;
 
 /**
- * Files still over MAX_FILE_LINES, to be split along their seams (issue 16),
- * relative to the workspace. Each must still be over the limit: once it is split (or gone) the
- * check names it, so that it is taken off this list and the list cannot go stale.
+ * Files allowed over MAX_FILE_LINES for a while (none since issue 16's splits), relative to the
+ * workspace. Each must still be over the limit: once it is split (or gone) the check names it,
+ * so that it is taken off this list and the list cannot go stale.
  */
-export const OVERSIZED_FILES: readonly string[] = [
-  'apps/vm-registry/src/lifecycle/lifecycle.ts',
-];
+export const OVERSIZED_FILES: readonly string[] = [];
 
 /** Where the size rule looks, and the endings of the files it counts there. */
 const SIZED_SOURCES: ReadonlyArray<{ dir: string; perProject: boolean; endings: readonly string[] }> = [
@@ -246,5 +244,5 @@ if (require.main === module) {
   if (imports.length > 0) process.stderr.write(`${imports.length} import rule violation(s)\n`);
   if (sizes.length > 0) process.stderr.write(`${sizes.length} file size violation(s)\n`);
   if (imports.length > 0 || sizes.length > 0) process.exit(1);
-  process.stdout.write(`import rules hold in ${findProjects(workspace).length} projects; no source file is over ${MAX_FILE_LINES} lines but the ${OVERSIZED_FILES.length} in OVERSIZED_FILES\n`);
+  process.stdout.write(`import rules hold in ${findProjects(workspace).length} projects; X\n`);
 }
