@@ -24,6 +24,9 @@ export async function createBusService(bus: Bus, name: ServiceName, options: Ser
     version: options.version,
     description: options.description,
     queue: name,
+    // `nats micro stats` shows, beside each endpoint's counts, the events this service could not
+    // have stored (Bus.emit): a lost event is never silent.
+    statsHandler: () => Promise.resolve({ events_not_stored: bus.eventsNotStored }),
   });
   const log = bus.log;
   // Requests being answered: stop() waits for them, so none is cut off by a drain.

@@ -55,6 +55,8 @@ describe('the service skeleton', () => {
     expect(captured.lines().find((l) => l['msg'] === 'storage serving')).toMatchObject({ version: '1.2.3', pools: 2 });
     const pings = await client.nc.request('$SRV.PING.storage', '', { timeout: 2_000 });
     expect(pings.json()).toMatchObject({ name: 'storage', version: '1.2.3' });
+    const stats = (await client.nc.request('$SRV.STATS.storage', '', { timeout: 2_000 })).json<{ endpoints: Array<{ data: unknown }> }>();
+    expect(stats.endpoints[0]?.data).toEqual({ events_not_stored: 0 });
     await service.stop();
     await bus.close();
   });
