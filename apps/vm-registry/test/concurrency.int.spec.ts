@@ -4,24 +4,20 @@ import path from 'node:path';
 import { connectBus, type Bus } from '@qubes-bus/bus';
 import { AdminVmCreate, AdminVmFeature, isQubesError } from '@qubes-bus/contracts';
 import { loadQubesXml } from '@qubes-bus/qubes-model';
-import { captureLog, startNats, tmpDataDir, type TestNats, type TmpDir } from '@qubes-bus/testing';
+import { captureLog, startUnderTest, type UnderTest } from '@qubes-bus/testing';
 import { createRegistry, type RegistryService } from '../src/service';
 
 const CLIENTS = 16;
 const CHANGES = 200;
 
-let nats: TestNats;
-let dir: TmpDir;
-let server: Bus;
-let registry: RegistryService;
+let underTest: UnderTest<RegistryService>;
 const clients: Bus[] = [];
 
 beforeAll(async () => {
-  nats = await startNats();
-  dir = tmpDataDir();
-  server = await connectBus({ url: nats.url, name: 'vm-registry', log: captureLog('vm-registry', 'warn').log, mode: 'service' });
-  registry = createRegistry({ bus: server, log: server.log, dataDir: dir.path });
-  await registry.start();
+  underTest = await startUnderTest('vm-registry', ({ bus, log, dataDir }) => createRegistry({ bus, log, dataDir }), {
+    log: captureLog('vm-registry', 'warn'),
+  });
+  const { nats } = underTest;
   for (let i = 0; i < CLIENTS; i++) {
     clients.push(await connectBus({ url: nats.url, name: `client-${i}`, log: captureLog(`client-${i}`, 'warn').log, mode: 'tool' }));
   }
@@ -30,10 +26,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const c of clients) await c.close();
-  await registry?.stop();
-  await server?.close();
-  await nats?.stop();
-  dir?.remove();
+  await underTest?.stop();
 });
 
 /** Read, add one, write back carrying the revision read; on CONFLICT read again. */
@@ -70,7 +63,7 @@ describe('concurrent clients', () => {
     // the revisions really were contended: some writes had to be retried
     expect(attempts.reduce((a, b) => a + b, 0)).toBeGreaterThan(total);
     // and what was acknowledged is on disk
-    const { app } = loadQubesXml(readFileSync(path.join(dir.path, 'qubes.xml'), 'utf8'));
+    const { app } = loadQubesXml(readFileSync(path.join(underTest.dataDir, 'qubes.xml'), 'utf8'));
     expect(app.feature('work', 'counter')).toBe(String(total));
   }, 180_000);
 });

@@ -15,13 +15,12 @@ import {
   Subjects,
 } from '@qubes-bus/contracts';
 import { DomainFlavor, LibvirtHypervisor } from '@qubes-bus/hypervisor';
-import { captureLog, collectEvents, rejectionOf, startLibvirtd, startNats, tmpDataDir, type Libvirtd, type TestNats, type TmpDir } from '@qubes-bus/testing';
+import { captureLog, collectEvents, rejectionOf, startLibvirtd, startNats, startUnderTest, tmpDataDir, type Libvirtd, type TestNats, type TmpDir, type UnderTest } from '@qubes-bus/testing';
 import { createRegistry, type RegistryService } from '../src/service';
 
-/** A registry whose libvirtd goes away and comes back, and one that has none at all. */
+/** A registry whose libvirtd goes away and comes back, and one that has none at all: one after the other, on one nats, in subdirs of one dir. */
 let nats: TestNats;
 let dir: TmpDir;
-let server: Bus;
 let client: Bus;
 
 const small = { memory: 128, vcpus: 1 };
@@ -33,26 +32,24 @@ async function stateOf(vm: string): Promise<string> {
 beforeAll(async () => {
   nats = await startNats();
   dir = tmpDataDir();
-  server = await connectBus({ url: nats.url, name: 'vm-registry', log: captureLog('vm-registry').log, mode: 'service' });
   client = await connectBus({ url: nats.url, name: 'client', log: captureLog('client').log, mode: 'tool' });
 });
 
 afterAll(async () => {
   await client?.close();
-  await server?.close();
   await nats?.stop();
   dir?.remove();
 });
 
 describe('a registry whose libvirtd is killed and restarted (libvirt test driver, private daemon)', () => {
   let libvirtd: Libvirtd;
-  let registry: RegistryService;
+  let registry: UnderTest<RegistryService>;
   const daemonDir = (): string => path.join(dir.path, 'libvirtd');
 
   beforeAll(async () => {
     libvirtd = await startLibvirtd({ driver: 'test', dir: daemonDir() });
-    registry = createRegistry({ bus: server, log: server.log, dataDir: path.join(dir.path, 'restart'), hypervisor: new LibvirtHypervisor(libvirtd.uri, { flavor: DomainFlavor.Qemu }) });
-    await registry.start();
+    const hypervisor = new LibvirtHypervisor(libvirtd.uri, { flavor: DomainFlavor.Qemu });
+    registry = await startUnderTest('vm-registry', ({ bus, log, dataDir }) => createRegistry({ bus, log, dataDir, hypervisor }), { nats, dataDir: path.join(dir.path, 'restart') });
   }, 60_000);
 
   afterAll(async () => {
@@ -89,11 +86,10 @@ describe('a registry whose libvirtd is killed and restarted (libvirt test driver
 });
 
 describe('a registry without a hypervisor (offline)', () => {
-  let registry: RegistryService;
+  let registry: UnderTest<RegistryService>;
 
   beforeAll(async () => {
-    registry = createRegistry({ bus: server, log: server.log, dataDir: path.join(dir.path, 'offline') });
-    await registry.start();
+    registry = await startUnderTest('vm-registry', ({ bus, log, dataDir }) => createRegistry({ bus, log, dataDir }), { nats, dataDir: path.join(dir.path, 'offline') });
   });
 
   afterAll(async () => {

@@ -3,7 +3,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connectBus, type Bus, type EventSubscription, type ReceivedEvent } from '@qubes-bus/bus';
+import { type Bus, type EventSubscription, type ReceivedEvent } from '@qubes-bus/bus';
 import {
   AdminHostInfo,
   AdminProperty,
@@ -24,7 +24,7 @@ import {
 import { DomainFlavor, LibvirtHypervisor } from '@qubes-bus/hypervisor';
 import { propertyDefs } from '@qubes-bus/qubes-model';
 import { QubesDb } from '@qubes-bus/qubesdb';
-import { captureLog, collectEvents, rejectionOf, startLibvirtd, startNats, tmpDataDir, type Libvirtd, type TestNats, type TmpDir } from '@qubes-bus/testing';
+import { collectEvents, rejectionOf, startLibvirtd, startUnderTest, type Libvirtd, type UnderTest } from '@qubes-bus/testing';
 import { createRegistry, type RegistryService } from '../src/service';
 
 /**
@@ -32,10 +32,9 @@ import { createRegistry, type RegistryService } from '../src/service';
  * driven over a real nats-server. The libvirtd is shared by every test file: VM names carry
  * this process's id.
  */
-let nats: TestNats;
 let libvirtd: Libvirtd;
-let dir: TmpDir;
-let server: Bus;
+let underTest: UnderTest<RegistryService>;
+let dataDir: string;
 let client: Bus;
 let registry: RegistryService;
 let qubesdb: QubesDb;
@@ -68,12 +67,10 @@ async function subscribe(name: string): Promise<EventSubscription> {
 const names = (events: ReceivedEvent[]): string[] => events.map((e) => e.message.event);
 
 beforeAll(async () => {
-  [nats, libvirtd] = await Promise.all([startNats(), startLibvirtd({ driver: 'qemu' })]);
-  dir = tmpDataDir();
-  server = await connectBus({ url: nats.url, name: 'vm-registry', log: captureLog('vm-registry').log, mode: 'service' });
-  client = await connectBus({ url: nats.url, name: 'client', log: captureLog('client').log, mode: 'tool' });
-  registry = createRegistry({ bus: server, log: server.log, dataDir: dir.path, hypervisor: new LibvirtHypervisor(libvirtd.uri, { flavor: DomainFlavor.Qemu }) });
-  await registry.start();
+  libvirtd = await startLibvirtd({ driver: 'qemu' });
+  const hypervisor = new LibvirtHypervisor(libvirtd.uri, { flavor: DomainFlavor.Qemu });
+  underTest = await startUnderTest('vm-registry', ({ bus, log, dataDir }) => createRegistry({ bus, log, dataDir, hypervisor }));
+  ({ client, dataDir, service: registry } = underTest);
   qubesdb = await QubesDb.open(client.nc);
   await client.request(AdminProperty.Set, { arg: 'default_netvm', payload: { value: '' } });
   await client.request(AdminProperty.Set, { arg: 'default_shutdown_timeout', payload: { value: 1 } });
@@ -88,18 +85,15 @@ afterAll(async () => {
   for (const vm of [...(registry?.store?.app.domains.keys() ?? [])].reverse()) {
     if (vm !== 'dom0') await client.request(AdminVmRemove, {}, { dest: vm }).catch(() => undefined);
   }
-  await registry?.stop();
-  await client?.close();
-  await server?.close();
-  await Promise.all([nats?.stop(), libvirtd?.stop()]);
-  dir?.remove();
+  await underTest?.stop();
+  await libvirtd?.stop();
 }, 60_000);
 
 describe('the VM lifecycle on real QEMU domains', () => {
   it('creates a domain whose UUID libvirt gave, starts it, shuts it down, with each event in order', async () => {
     const { name, uuid } = await create('life');
     expect(virsh('domuuid', name).trim()).toBe(uuid);
-    expect(readFileSync(path.join(dir.path, 'qubes.xml'), 'utf8')).toContain(`<property name="uuid">${uuid}</property>`);
+    expect(readFileSync(path.join(dataDir, 'qubes.xml'), 'utf8')).toContain(`<property name="uuid">${uuid}</property>`);
     expect(await state(name)).toBe('Halted');
 
     const events = await subscribe(name);
@@ -234,7 +228,7 @@ describe('the VM lifecycle on real QEMU domains', () => {
 
   it('keeps an injection attempt through every free-text property as text: the domain XML stays valid', async () => {
     const { name } = await create('inject');
-    const kernels = path.join(dir.path, 'vm-kernels', 'inject');
+    const kernels = path.join(dataDir, 'vm-kernels', 'inject');
     mkdirSync(kernels, { recursive: true });
     writeFileSync(path.join(kernels, 'vmlinuz'), ''); // no real kernel: the start fails, the definition stays
     await client.request(AdminVmProperty.Set, { arg: 'kernel', payload: { value: 'inject' } }, { dest: name });
@@ -251,7 +245,7 @@ describe('the VM lifecycle on real QEMU domains', () => {
     expect(accepted).toContain('kernelopts');
     await client.request(AdminVmStart, {}, { dest: name }).catch(() => undefined);
     const xml = virsh('dumpxml', name);
-    const file = path.join(dir.path, 'inject.xml');
+    const file = path.join(dataDir, 'inject.xml');
     writeFileSync(file, xml);
     const validation = spawnSync('virt-xml-validate', [file, 'domain'], { encoding: 'utf8' });
     expect(validation.status).toBe(0);
@@ -270,7 +264,7 @@ describe('the VM lifecycle on real QEMU domains', () => {
 });
 
 function writeDomain(what: string, name: string): string {
-  const file = path.join(dir.path, `${what}.xml`);
+  const file = path.join(dataDir, `${what}.xml`);
   writeFileSync(
     file,
     `<domain type='qemu'><name>${name}</name><memory unit='MiB'>64</memory><os><type arch='x86_64' machine='pc'>hvm</type></os><devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices></domain>`,

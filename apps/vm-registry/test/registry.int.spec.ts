@@ -1,24 +1,24 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { connectBus, type Bus } from '@qubes-bus/bus';
 import { AdminVmList, isQubesError } from '@qubes-bus/contracts';
-import { captureLog, rejectionOf, startNats, tmpDataDir, type TestNats, type TmpDir } from '@qubes-bus/testing';
+import { captureLog, rejectionOf, startNats, startUnderTest, tmpDataDir, type TestNats, type TmpDir, type UnderTest } from '@qubes-bus/testing';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createRegistry, type RegistryService } from '../src/service';
 
 let nats: TestNats;
 let client: Bus;
-const running: Array<{ registry: RegistryService; bus: Bus; dir: TmpDir }> = [];
+const running: Array<UnderTest<RegistryService>> = [];
+const dirs: TmpDir[] = [];
 
 async function startRegistry(prepare?: (dataDir: string) => void): Promise<{ registry: RegistryService; dataDir: string }> {
+  // The test's own dir: prepared before the start, and still there when a start is refused.
   const dir = tmpDataDir();
+  dirs.push(dir);
   prepare?.(dir.path);
-  const { log } = captureLog('vm-registry');
-  const bus = await connectBus({ url: nats.url, name: 'vm-registry', log, mode: 'service' });
-  const registry = createRegistry({ bus, log, dataDir: dir.path });
-  running.push({ registry, bus, dir });
-  await registry.start();
-  return { registry, dataDir: dir.path };
+  const underTest = await startUnderTest('vm-registry', ({ bus, log, dataDir }) => createRegistry({ bus, log, dataDir }), { nats, dataDir: dir.path });
+  running.push(underTest);
+  return { registry: underTest.service, dataDir: dir.path };
 }
 
 beforeAll(async () => {
@@ -27,11 +27,8 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  for (const { registry, bus, dir } of running.splice(0)) {
-    await registry.stop();
-    await bus.close();
-    dir.remove();
-  }
+  for (const underTest of running.splice(0)) await underTest.stop();
+  for (const dir of dirs.splice(0)) dir.remove();
 });
 
 afterAll(async () => {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connectBus, StdioRequester, type Bus } from '@qubes-bus/bus';
 import { AdminVmCreate, AdminVmList, AdminVmProperty } from '@qubes-bus/contracts';
-import { captureLog, rejectionOf, startNats, tmpDataDir, type TestNats, type TmpDir } from '@qubes-bus/testing';
+import { captureLog, rejectionOf, startNats, startUnderTest, tmpDataDir, type TestNats, type TmpDir } from '@qubes-bus/testing';
 import { createRegistry } from '../src/service';
 
 const ROOT = path.resolve(__dirname, '../../..');
@@ -28,18 +28,9 @@ afterAll(async () => {
 });
 
 async function inProcessRegistry(dir: TmpDir): Promise<{ stop: () => Promise<void> }> {
-  const bus = await connectBus({ url: nats.url, name: 'registry-a', log: captureLog('registry-a').log, mode: 'service' });
-  const registry = createRegistry({ bus, log: bus.log, dataDir: dir.path });
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    await registry.stop();
-    await bus.close();
-  };
-  cleanups.push(stop);
-  await registry.start();
-  return { stop };
+  const underTest = await startUnderTest('registry-a', ({ bus, log, dataDir }) => createRegistry({ bus, log, dataDir }), { nats, dataDir: dir.path });
+  cleanups.push(() => underTest.stop()); // a second stop waits for the first
+  return { stop: () => underTest.stop() };
 }
 
 /** A second registry, as its own process, with its log lines collected. */

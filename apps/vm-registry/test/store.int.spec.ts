@@ -5,12 +5,12 @@ import path from 'node:path';
 import { connectBus, type Bus } from '@qubes-bus/bus';
 import { AdminVmCreate, AdminVmList, AdminVmProperty, isQubesError } from '@qubes-bus/contracts';
 import { loadQubesXml } from '@qubes-bus/qubes-model';
-import { captureLog, rejectionOf, startNats, tmpDataDir, type TestNats, type TmpDir } from '@qubes-bus/testing';
+import { captureLog, rejectionOf, startNats, startUnderTest, tmpDataDir, type TestNats, type TmpDir, type UnderTest } from '@qubes-bus/testing';
 import { createRegistry, type RegistryService } from '../src/service';
 
 let nats: TestNats;
 let client: Bus;
-const running: Array<{ registry: RegistryService; bus: Bus }> = [];
+const running: Array<UnderTest<RegistryService>> = [];
 const dirs: TmpDir[] = [];
 
 beforeAll(async () => {
@@ -19,10 +19,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  for (const { registry, bus } of running.splice(0)) {
-    await registry.stop();
-    await bus.close();
-  }
+  for (const underTest of running.splice(0)) await underTest.stop();
 });
 
 afterAll(async () => {
@@ -40,12 +37,11 @@ function dataDir(): string {
   return dir.path;
 }
 
+/** The dirs are the suite's: made immutable mid-test, so unlocked before they are removed. */
 async function start(dir: string): Promise<RegistryService> {
-  const bus = await connectBus({ url: nats.url, name: 'vm-registry', log: captureLog('vm-registry').log, mode: 'service' });
-  const registry = createRegistry({ bus, log: bus.log, dataDir: dir });
-  running.push({ registry, bus });
-  await registry.start();
-  return registry;
+  const underTest = await startUnderTest('vm-registry', ({ bus, log, dataDir }) => createRegistry({ bus, log, dataDir }), { nats, dataDir: dir });
+  running.push(underTest);
+  return underTest.service;
 }
 
 describe('the qubes.xml store', () => {
@@ -74,10 +70,7 @@ describe('the qubes.xml store', () => {
     const beforeSet = readFileSync(path.join(dir, 'qubes.xml'), 'utf8');
     await client.request(AdminVmProperty.Set, { arg: 'vcpus', payload: { value: 3 } }, { dest: 'work' });
     expect(readFileSync(path.join(dir, 'qubes.xml.bak'), 'utf8')).toBe(beforeSet);
-    for (const { registry, bus } of running.splice(0)) {
-      await registry.stop();
-      await bus.close();
-    }
+    for (const underTest of running.splice(0)) await underTest.stop();
     renameSync(path.join(dir, 'qubes.xml'), path.join(dir, 'lost.xml'));
     let caught: unknown;
     try {
