@@ -19,7 +19,7 @@ import {
 import type { Logger } from '@qubes-bus/log';
 import { connectNats, type ConnectOptions } from './connect';
 import type { EventSubscription, SubscribeOptions } from './events';
-import type { TypedEventSubscription } from './typed-events';
+import { typedEvents, type TypedEventSubscription } from './typed-events';
 import type { RequestOptions, Requester } from './handle';
 import type { BusService, ServiceOptions } from './serve';
 import { encodeJson, errorFromReply } from './wire';
@@ -144,7 +144,6 @@ export class Bus implements Requester {
    * (`target.vm`), of one qualifier or all; resumes after `options.after` as subscribe() does.
    */
   async events<E extends EventDescriptor>(event: E, target: { vm?: string; qualifier?: string } = {}, options: SubscribeOptions = {}): Promise<TypedEventSubscription<E>> {
-    const { typedEvents } = await import('./typed-events');
     return typedEvents(await this.subscribe(event.pattern(target), options), event, this.log);
   }
 

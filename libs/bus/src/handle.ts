@@ -8,6 +8,7 @@ import {
   type ReplyOf,
   type RequestInputOf,
   type RequestOf,
+  type ServiceName,
 } from '@qubes-bus/contracts';
 import { requestLogger, type Logger } from '@qubes-bus/log';
 import { badRequestFromIssues, decodeRequestBody, encodeJson } from './wire';
@@ -67,6 +68,11 @@ export function destOf(ctx: Pick<HandlerContext, 'dest'>): string {
 }
 
 export type Handler<E extends Endpoint> = (request: RequestOf<E>, ctx: HandlerContext) => ReplyOf<E> | Promise<ReplyOf<E>>;
+
+/** A service serves its own endpoints only: another's is a bug, refused at registration. */
+export function assertServes(name: ServiceName, endpoint: Endpoint): void {
+  if (endpoint.service !== name) throw new Error(`${endpoint.method} belongs to ${endpoint.service}, not ${name}`);
+}
 
 /** Where handlers are registered: a NATS micro service, or a local router. */
 export interface Router {

@@ -3,7 +3,7 @@ import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import { REQUEST_ID_HEADER, type Endpoint, type ServiceName } from '@qubes-bus/contracts';
 import type { Logger } from '@qubes-bus/log';
 import type { Bus } from './bus';
-import { handleRequest, type Handler, type Router } from './handle';
+import { assertServes, handleRequest, type Handler, type Router } from './handle';
 import { encodeJson, headerSafe } from './wire';
 
 export interface ServiceOptions {
@@ -39,9 +39,7 @@ export async function createBusService(bus: Bus, name: ServiceName, options: Ser
     name,
     service,
     serve(endpoint, handler) {
-      if (endpoint.service !== name) {
-        throw new Error(`${endpoint.method} belongs to ${endpoint.service}, not ${name}`);
-      }
+      assertServes(name, endpoint);
       service.addEndpoint(endpoint.method.replaceAll('.', '_'), {
         subject: endpoint.pattern,
         metadata: { method: endpoint.method, kind: endpoint.kind },

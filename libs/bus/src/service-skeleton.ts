@@ -1,7 +1,7 @@
 import type { ServiceName } from '@qubes-bus/contracts';
 import type { Logger } from '@qubes-bus/log';
 import type { Bus } from './bus';
-import type { Router } from './handle';
+import { assertServes, type Router } from './handle';
 import type { Runnable } from './run-service';
 import type { BusService } from './serve';
 
@@ -40,9 +40,7 @@ export function serviceSkeleton(bus: Bus, log: Logger, definition: ServiceDefini
       const registrations: Array<(on: Router) => void> = [];
       setUp = await definition.setUp({
         serve(endpoint, handler) {
-          if (endpoint.service !== definition.name) {
-            throw new Error(`${endpoint.method} belongs to ${endpoint.service}, not ${definition.name}`);
-          }
+          assertServes(definition.name, endpoint); // at once, before any service is registered
           registrations.push((on) => on.serve(endpoint, handler));
         },
       });

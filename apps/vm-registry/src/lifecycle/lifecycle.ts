@@ -22,8 +22,6 @@ import { notRunning, powerOf } from './power-state';
 import { domainSpec } from './domain-config';
 import { PowerWatch } from './power-watch';
 
-export type { LifecycleOptions, LifecyclePublisher } from './power-watch';
-
 /** How often a wait for a stop looks at libvirt itself, in case its event was missed. */
 const STOP_POLL_MS = 500;
 /** How long a kill waits for the domain to be gone and its run cleaned up. */
